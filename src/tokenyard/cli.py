@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("tokenyard.demo:command", "Simulated fleet + gateway + workload, on embedded defaults."),
     "bench": ("tokenyard.bench.cli:command", "Workload generator and SLO report."),
     "chaos": ("tokenyard.chaos.cli:chaos_group", "Transport chaos proxy and network-namespace scenarios."),
+    "keys": ("tokenyard.security.cli:keys_group", "Create, list and revoke API keys in the key store."),
+    "policy": ("tokenyard.security.cli:policy_group", "Export the east-west allow-list (CiliumNetworkPolicy)."),
 }
 
 

@@ -1,0 +1,1 @@
+"""Zero trust: API key store, service identities (JWT, mTLS), east-west policy, audit log."""

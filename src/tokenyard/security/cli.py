@@ -1,0 +1,139 @@
+"""`tokenyard keys ...` and `tokenyard policy export ...`."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from tokenyard.security.cilium import dump_manifests, render_policies
+from tokenyard.security.eastwest import EastWestPolicy
+from tokenyard.security.keystore import KeyRecord, KeyStoreError, SqliteKeyStore
+
+DEFAULT_STORE = "tokenyard-keys.db"
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _store_option(func: Any) -> Any:
+    return click.option(
+        "--store",
+        default=lambda: os.environ.get("TOKENYARD_KEYSTORE", DEFAULT_STORE),
+        show_default=f"$TOKENYARD_KEYSTORE or {DEFAULT_STORE}",
+        help="SQLite key store file.",
+    )(func)
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``15m``, ``12h``, ``30d`` -> seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a duration like 90s, 15m, 12h or 30d")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _describe(record: KeyRecord, now: float) -> str:
+    models = ",".join(record.models) if record.models is not None else "*"
+    classes = ",".join(record.classes) if record.classes is not None else "*"
+    return (f"{record.key_id}\t{record.name}\t{record.tenant}\t{record.status(now)}\t"
+            f"models={models}\tclasses={classes}\tsha256={record.key_sha256[:12]}")
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Create, list and revoke API keys (stored hashed; the plaintext is shown once)."""
+
+
+@keys_group.command("create")
+@_store_option
+@click.option("--tenant", required=True, help="Tenant the key belongs to.")
+@click.option("--name", default=None, help="Unique name (default: tenant-timestamp).")
+@click.option("--models", default=None, help="Comma-separated models the key may call (default: all).")
+@click.option("--classes", default=None, help="Comma-separated traffic classes it may ask for.")
+@click.option("--expires-in", default=None, help="Lifetime such as 30d or 12h (default: never).")
+@click.option("--daily-tokens", type=click.IntRange(min=1), default=None, help="Token budget per day.")
+@click.option("--monthly-tokens", type=click.IntRange(min=1), default=None, help="Token budget per month.")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
+def create(store: str, tenant: str, name: str | None, models: str | None, classes: str | None,
+           expires_in: str | None, daily_tokens: int | None, monthly_tokens: int | None,
+           rpm: int | None, tpm: int | None) -> None:
+    """Issue a key; prints its id and the plaintext key (shown only this once)."""
+    try:
+        plaintext, record = SqliteKeyStore(store).create(
+            tenant, name=name, models=_csv(models), classes=_csv(classes),
+            expires_in_s=parse_duration(expires_in) if expires_in else None,
+            daily_token_budget=daily_tokens, monthly_token_budget=monthly_tokens, rpm=rpm, tpm=tpm,
+        )
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"created {record.key_id} ({record.name}) for tenant {record.tenant}")
+    click.echo(plaintext)
+
+
+@keys_group.command("list")
+@_store_option
+def list_keys(store: str) -> None:
+    """List keys (id, name, tenant, status, scope, digest prefix); never the keys themselves."""
+    try:
+        records = SqliteKeyStore(store).list()
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    now = time.time()
+    for record in records:
+        click.echo(_describe(record, now))
+
+
+@keys_group.command("revoke")
+@_store_option
+@click.argument("key")
+def revoke(store: str, key: str) -> None:
+    """Revoke KEY (its id or name); gateways reading the store stop accepting it within a second."""
+    try:
+        record = SqliteKeyStore(store).revoke(key)
+    except KeyStoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"revoked {record.key_id} ({record.name})")
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """East-west policy tools."""
+
+
+@policy_group.command("export")
+@click.option("--cilium", "fmt", flag_value="cilium", required=True, help="Render CiliumNetworkPolicy YAML.")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="A YAML file with an `eastwest:` section (a gateway config or a policy file).")
+def export(fmt: str, path: str) -> None:
+    """Render the east-west allow-list; warnings go to stderr."""
+    raw = yaml.safe_load(Path(path).read_text())
+    section = raw.get("eastwest") if isinstance(raw, dict) else None
+    if not isinstance(section, dict):
+        raise click.ClickException(f"{path}: no `eastwest:` section")
+    gateway = section.get("gateway", {})
+    if not isinstance(gateway, dict):
+        raise click.ClickException("eastwest.gateway: a mapping is required")
+    try:
+        policy = EastWestPolicy.from_mapping(section.get("rules", []))
+    except ValueError as exc:
+        raise click.ClickException(f"eastwest.{exc}") from exc
+    manifests, warnings = render_policies(
+        policy,
+        gateway_labels=gateway.get("labels", {"app.kubernetes.io/name": "tokenyard"}),
+        port=int(gateway.get("port", 8080)),
+        namespace=str(gateway.get("namespace", "default")),
+    )
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    sys.stdout.write(dump_manifests(manifests))

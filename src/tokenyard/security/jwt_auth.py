@@ -1,0 +1,136 @@
+"""Service identity from JSON Web Tokens, for east-west callers.
+
+Signatures are checked against a JWKS (a file, or a URL fetched and cached), and ``iss``, ``aud``, ``exp`` and
+``nbf`` with a bounded clock skew. Only asymmetric algorithms are accepted, and the algorithm comes from the key,
+never from the token's header alone: that closes the classic ``alg: none`` and RS256->HS256 confusion attacks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from jwt import PyJWK, PyJWKSet
+
+ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "PS384", "PS512", "EdDSA")
+
+
+class AuthError(Exception):
+    """A credential was presented but is not acceptable; ``reason`` is safe to log and to return."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is calling: ``kind`` is ``key``, ``jwt`` or ``mtls``; ``subject`` the tenant, ``sub`` or SAN URI."""
+
+    kind: str
+    subject: str
+    tenant: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JwtSettings:
+    issuer: str
+    audience: str
+    jwks_file: str | None = None
+    jwks_url: str | None = None
+    leeway_s: float = 30.0
+    jwks_ttl_s: float = 300.0
+    tenant_claim: str = "tenant"
+
+
+class JwksSource:
+    """Holds the JWKS; reloads a URL source after ``ttl_s`` or when a token names an unknown key id."""
+
+    def __init__(
+        self,
+        settings: JwtSettings,
+        fetch: Callable[[str], bytes] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if (settings.jwks_file is None) == (settings.jwks_url is None):
+            raise ValueError("exactly one of jwks_file and jwks_url must be set")
+        self._settings = settings
+        self._fetch = fetch
+        self._clock = clock
+        self._keys: dict[str, PyJWK] = {}
+        self._loaded_at = float("-inf")
+
+    def _load(self) -> None:
+        if self._settings.jwks_file is not None:
+            raw = Path(self._settings.jwks_file).read_bytes()
+        else:
+            if self._fetch is None:
+                raise AuthError("no JWKS fetcher configured")
+            raw = self._fetch(str(self._settings.jwks_url))
+        try:
+            keyset = PyJWKSet.from_dict(json.loads(raw))
+        except (ValueError, jwt.PyJWTError) as exc:
+            raise AuthError(f"JWKS unreadable: {exc}") from exc
+        self._keys = {str(k.key_id): k for k in keyset.keys if k.key_id}
+        self._loaded_at = self._clock()
+
+    def key(self, kid: str) -> PyJWK:
+        stale = self._clock() - self._loaded_at > self._settings.jwks_ttl_s
+        if stale or kid not in self._keys:
+            self._load()
+        found = self._keys.get(kid)
+        if found is None:
+            raise AuthError("token signed by an unknown key")
+        return found
+
+
+class JwtVerifier:
+    """Validates bearer JWTs into an :class:`Identity`."""
+
+    def __init__(self, settings: JwtSettings, source: JwksSource) -> None:
+        self._settings = settings
+        self._source = source
+
+    def verify(self, token: str) -> Identity:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError("malformed token") from exc
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise AuthError("token has no key id")
+        key = self._source.key(kid)
+        algorithm = key.algorithm_name
+        if algorithm not in ALLOWED_ALGORITHMS or header.get("alg") != algorithm:
+            raise AuthError("token algorithm not allowed")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[algorithm],
+                audience=self._settings.audience,
+                issuer=self._settings.issuer,
+                leeway=self._settings.leeway_s,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token expired") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise AuthError("token audience not accepted") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise AuthError("token issuer not accepted") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthError("token invalid") from exc
+        tenant = claims.get(self._settings.tenant_claim)
+        return Identity(
+            kind="jwt",
+            subject=str(claims["sub"]),
+            tenant=tenant if isinstance(tenant, str) else None,
+            claims=claims,
+        )
