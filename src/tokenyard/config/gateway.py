@@ -1,0 +1,69 @@
+"""The root of the configuration: everything ``tokenyard serve`` needs, as one frozen value."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import msgspec
+
+from tokenyard.config.base import Section
+from tokenyard.config.classes import ClassConfig, default_classes
+from tokenyard.config.models import PASS_THROUGH_MODEL, ModelConfig
+from tokenyard.config.server import (
+    AccessLogConfig,
+    AdminConfig,
+    LimitsConfig,
+    ListenConfig,
+    RetriesConfig,
+    TelemetryConfig,
+    TimeoutsConfig,
+)
+from tokenyard.config.tenants import KeyConfig, TenantConfig
+
+
+class GatewayConfig(Section, frozen=True, kw_only=True):
+    """A validated gateway configuration (build it with ``load_config``/``parse_config``, not directly).
+
+    ``state`` is ``memory`` or a Redis URL. ``default_class`` is the class of requests whose tenant names
+    none (and of every request when auth is off).
+    """
+
+    listen: ListenConfig = msgspec.field(default_factory=ListenConfig)
+    state: str = "memory"
+    admin: AdminConfig | None = None
+    models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
+    classes: dict[str, ClassConfig] = msgspec.field(default_factory=default_classes)
+    default_class: str = ""
+    tenants: dict[str, TenantConfig] = msgspec.field(default_factory=dict)
+    keys: tuple[KeyConfig, ...] = ()
+    timeouts: TimeoutsConfig = msgspec.field(default_factory=TimeoutsConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    retries: RetriesConfig = msgspec.field(default_factory=RetriesConfig)
+    access_log: AccessLogConfig = msgspec.field(default_factory=AccessLogConfig)
+    telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """True when API keys are required (a ``keys`` section with at least one key)."""
+        return bool(self.keys)
+
+    def model_for(self, name: str) -> ModelConfig | None:
+        """The pool serving the model name a client sent: an exact name, else the ``*`` pass-through pool."""
+        found = self.models.get(name)
+        if found is None:
+            found = self.models.get(PASS_THROUGH_MODEL)
+        return found
+
+    def classes_by_priority(self) -> list[str]:
+        """Class names, most important (lowest priority number) first; ties keep config order."""
+        return sorted(self.classes, key=lambda name: self.classes[name].priority)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); False for anything else."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,90 @@
+"""Entry points: ``load_config`` (a YAML file), ``parse_config`` (a mapping), ``config_for_upstream``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from tokenyard.config.decode import decode_sections
+from tokenyard.config.envsubst import substitute
+from tokenyard.config.errors import ConfigError
+from tokenyard.config.gateway import GatewayConfig
+from tokenyard.config.models import PASS_THROUGH_MODEL
+from tokenyard.config.validate import (
+    check_auth_rule,
+    check_listen,
+    check_state,
+    normalise_admin,
+    normalise_keys,
+    normalise_models,
+    normalise_tenants,
+    resolve_default_class,
+)
+from tokenyard.config.yaml_source import ConfigFileError, read_yaml
+
+__all__ = ["ConfigFileError", "config_for_upstream", "load_config", "parse_config"]
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read, substitute and validate a YAML config file.
+
+    ``env`` defaults to ``os.environ``. Raises ``ConfigFileError`` (a ``ConfigError``) when the file cannot be
+    read or is not valid YAML (the issue names the line and column), ``ConfigError`` for every other problem.
+    """
+    return parse_config(read_yaml(Path(path)), env=env)
+
+
+def parse_config(mapping: Any, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Validate an already-parsed document (a mapping, as YAML or JSON gives it).
+
+    ``${VAR}``/``${VAR:-default}`` in string values are substituted from ``env`` (default ``os.environ``) first.
+    Raises ``ConfigError`` listing every problem found with its key path.
+    """
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, dict):
+        raise ConfigError([("", f"expected a mapping at the top of the config, got {type(mapping).__name__}")])
+    issues: list[tuple[str, str]] = []
+    document = substitute(mapping, os.environ if env is None else env, "", issues)
+    sections = decode_sections(document, issues)
+    if issues:
+        raise ConfigError(issues)
+    config = _normalise(GatewayConfig(**sections), issues)
+    if issues:
+        raise ConfigError(issues)
+    return config
+
+
+def config_for_upstream(url: str, host: str = "127.0.0.1", port: int = 8080) -> GatewayConfig:
+    """The config of ``tokenyard serve --upstream URL``: one pass-through pool ``*``, default classes, no keys.
+
+    ``url`` is the upstream's base URL; ``/v1`` is appended when it has no path. Raises ``ConfigError`` for a bad
+    URL, and for a non-loopback ``host`` (no keys means auth is off, allowed only on loopback).
+    """
+    base = url.rstrip("/")
+    if "://" in base and base.split("://", 1)[1].count("/") == 0:
+        base += "/v1"
+    document: dict[str, Any] = {
+        "listen": {"host": host, "port": port},
+        "models": {PASS_THROUGH_MODEL: {"endpoints": [{"url": base}]}},
+    }
+    return parse_config(document, env={})
+
+
+def _normalise(config: GatewayConfig, issues: list[tuple[str, str]]) -> GatewayConfig:
+    check_state(config.state, issues)
+    check_listen(config.listen, "listen", issues)
+    admin = normalise_admin(config.admin, issues) if config.admin is not None else None
+    classes = config.classes
+    default_class = resolve_default_class(config.default_class, classes, issues)
+    models = normalise_models(config.models, issues)
+    tenants = normalise_tenants(config.tenants, classes, default_class, issues)
+    keys = normalise_keys(config.keys, tenants, models, classes, issues)
+    check_auth_rule(config.listen, keys, issues)
+    return msgspec.structs.replace(
+        config, admin=admin, default_class=default_class, models=models, tenants=tenants, keys=keys
+    )
