@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from tokenyard.chaos.faults import ConnectionPlan, DirectionPlan, Faults, plan_connection
-from tokenyard.chaos.shaping import DelayLine, TokenBucket, default_burst, segments
+from tokenyard.chaos.shaping import DelayLine, TokenBucket, default_burst, segments, split_at_limit
 
 READ_SIZE = 16 * 1024
 QUEUE_CHUNKS = 32
@@ -201,11 +201,7 @@ class _Pump:
                     with contextlib.suppress(OSError):
                         self._sink.write_eof()
                 return
-            reached = False
-            if limit is not None:
-                room = limit - sent
-                reached = len(data) >= room
-                data = data[: max(room, 0)]
+            data, reached = split_at_limit(data, sent, limit)
             try:
                 for piece in segments(data, step):
                     if self._bucket is not None:

@@ -73,6 +73,8 @@ def default_burst(rate: float) -> int:
 
 def segments(data: bytes, size: int) -> Iterator[bytes]:
     """``data`` cut into pieces of at most ``size`` bytes (the whole of it when ``size`` is 0)."""
+    if not data:
+        return
     if size <= 0 or len(data) <= size:
         yield data
         return
