@@ -312,6 +312,9 @@ class ChaosProxy:
             _set_nodelay(writer)
             _set_nodelay(server[1])
             await _Connection((reader, writer), server, plan, stats).run()
+        except asyncio.CancelledError:
+            # Only close() cancels connections; ending quietly keeps asyncio from logging the cancellation.
+            pass
         finally:
             stats.connections_active -= 1
             self._tasks.discard(task)
