@@ -54,7 +54,6 @@ class LimitsConfig(Section, frozen=True, kw_only=True):
     max_header_bytes: PositiveInt = 16 * 1024
     max_messages: PositiveInt = 2_048
     max_message_chars: PositiveInt = 1 * MIB
-    max_json_depth: PositiveInt = 64
 
 
 class RetriesConfig(Section, frozen=True, kw_only=True):
