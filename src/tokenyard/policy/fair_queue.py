@@ -200,7 +200,8 @@ class FairQueue:
         return out
 
     def pop(self, now: float) -> QueueEntry | None:
-        """Dispatch the next entry: expired entries are NOT returned (call ``expire`` to collect them)."""
+        """Dispatch the next entry (aging applied at ``now``). Call ``expire(now)`` first: ``pop`` does not
+        look at TTLs, so an entry past its TTL that was not collected could still be returned."""
         self._age(now)
         for number in sorted(self._bands):
             band = self._bands[number]

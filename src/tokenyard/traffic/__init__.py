@@ -1,0 +1,1 @@
+"""The traffic core both fronts call: rate limits, degradation, admission (flow control), routing."""

@@ -1,0 +1,412 @@
+"""The admission engine: flow control in front of the router.
+
+    shed? -> deadline predictable? -> enqueue (band / tenant DRR / EDF) -> dispatch while inflight < limit
+    -> lease released on every exit path
+
+One ``FairQueue`` per pool (model). A pool's concurrency limit is the sum of its endpoints' adaptive limits
+(``policy.adaptive_limit``); before the router names endpoints, one implicit limit ``"*"`` stands for the
+pool. ``await admit(ticket)`` returns a ``Lease`` once dispatched or raises ``Rejected``. Queued requests whose
+TTL runs out leave the queue without ever being dispatched (a timer sweeps at the next expiry; ``sweep()``
+does it by hand for fake clocks). A waiter cancelled while queued leaves the queue; a lease granted to a
+waiter that was cancelled before it resumed is released at once: nothing leaks on any exit path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from tokenyard.policy.adaptive_limit import AdaptiveLimit, AdaptiveLimitSettings
+from tokenyard.policy.deadline import DeadlineSettings, TtftPredictor
+from tokenyard.policy.fair_queue import (
+    DEFAULT_OUTPUT_CAP,
+    DEFAULT_OUTPUT_WEIGHT,
+    FairQueue,
+    FairQueueSettings,
+    QueueEntry,
+    request_cost,
+)
+from tokenyard.policy.shedding import SheddingSettings, ShedTier, decide, retry_after_s
+from tokenyard.traffic.admission_types import (
+    CANCELLED,
+    DEADLINE_EXCEEDED,
+    DEADLINE_UNMEETABLE,
+    DEADLINE_UNMEETABLE_AT_DISPATCH,
+    DISPATCHED,
+    EXPIRED,
+    QUEUE_TIMEOUT,
+    REJECTED,
+    SHED,
+    SHUTTING_DOWN,
+    AdmissionEvent,
+    AdmissionTicket,
+    Rejected,
+)
+
+POOL_KEY = "*"
+
+
+@dataclass(frozen=True)
+class AdmissionSettings:
+    """Every knob of the engine; defaults in docs/admission.md."""
+
+    fair_queue: FairQueueSettings = field(default_factory=FairQueueSettings)
+    limits: AdaptiveLimitSettings = field(default_factory=AdaptiveLimitSettings)
+    shedding: SheddingSettings = field(default_factory=SheddingSettings)
+    deadline: DeadlineSettings = field(default_factory=DeadlineSettings)
+    queue_caps: Mapping[str, int] = field(default_factory=dict)  # per class
+    default_queue_cap: int = 10_000
+    slo_reject_tiers: frozenset[ShedTier] = frozenset({ShedTier.STANDARD})
+    output_weight: float = DEFAULT_OUTPUT_WEIGHT
+    output_cap: int = DEFAULT_OUTPUT_CAP
+    expiry_timer: bool = True
+
+
+@dataclass
+class _Waiter:
+    ticket: AdmissionTicket
+    entry: QueueEntry
+    future: asyncio.Future[Lease]
+    budget_at: float  # absolute time by which the first token should arrive
+    client_bound: bool  # the client's deadline (not the class TTL) ends the queue wait
+
+
+@dataclass
+class _Pool:
+    name: str
+    queue: FairQueue
+    predictor: TtftPredictor
+    limits: dict[str, AdaptiveLimit] = field(default_factory=dict)
+    endpoint_inflight: Counter[str] = field(default_factory=Counter)
+    inflight: int = 0
+    waiters: dict[str, _Waiter] = field(default_factory=dict)
+    timer: asyncio.TimerHandle | None = None
+    timer_at: float | None = None
+
+    @property
+    def capacity(self) -> int:
+        return sum(limit.limit for limit in self.limits.values())
+
+
+class Lease:
+    """A dispatched request's slot. Release it exactly once (``release`` is idempotent; ``async with``
+    releases on exit). Feed it what the request taught: ``record_ttft``, ``record_overload``, ``settle``."""
+
+    def __init__(self, controller: AdmissionController, pool: _Pool, entry: QueueEntry, ticket: AdmissionTicket,
+                 queue_wait_s: float) -> None:
+        self._controller = controller
+        self._pool = pool
+        self._entry = entry
+        self.ticket = ticket
+        self.queue_wait_s = queue_wait_s
+        self.endpoint: str | None = None
+        self.released = False
+
+    def bind_endpoint(self, endpoint: str) -> None:
+        """The router picked ``endpoint``: count the request against that endpoint's limit."""
+        if self.released or self.endpoint == endpoint:
+            return
+        if self.endpoint is not None:
+            self._pool.endpoint_inflight[self.endpoint] -= 1
+        self.endpoint = endpoint
+        self._pool.endpoint_inflight[endpoint] += 1
+
+    def record_ttft(self, ttft_s: float) -> None:
+        """Time to first token: trains the deadline predictor and is the adaptive limit's delay sample."""
+        self._controller._on_ttft(self._pool, self.endpoint, ttft_s)
+
+    def record_overload(self) -> None:
+        """The backend pushed back (429/503/timeout): multiplicative decrease of its limit."""
+        self._controller._on_overload(self._pool, self.endpoint)
+
+    def settle(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """Correct the tenant's fair-queue credit with the tokens actually used."""
+        s = self._controller.settings
+        self._pool.queue.settle(self._entry, prompt_tokens + s.output_weight * completion_tokens)
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        if self.endpoint is not None:
+            self._pool.endpoint_inflight[self.endpoint] -= 1
+        self._controller._release(self._pool)
+
+    async def __aenter__(self) -> Lease:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.release()
+
+
+class AdmissionController:
+    """Per-pool flow control. ``saturation(pool) -> float`` supplies the backend saturation (see
+    ``policy.saturation``; None: 0, never shed for load); ``on_event`` receives every decision."""
+
+    def __init__(
+        self,
+        settings: AdmissionSettings | None = None,
+        *,
+        saturation: Callable[[str], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        on_event: Callable[[AdmissionEvent], None] | None = None,
+    ) -> None:
+        self.settings = settings or AdmissionSettings()
+        self._saturation = saturation or (lambda _pool: 0.0)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._on_event = on_event
+        self._pools: dict[str, _Pool] = {}
+        self._closed = False
+
+    # ---- configuration ----------------------------------------------------------------------------------
+    def set_endpoints(self, pool: str, endpoints: Iterable[str]) -> None:
+        """The pool's endpoints (each gets its own adaptive limit; known ones keep theirs)."""
+        state = self._pool(pool)
+        names = list(endpoints)
+        now = self._clock()
+        kept = {n: state.limits.get(n) or AdaptiveLimit(self.settings.limits, now=now) for n in names}
+        state.limits = kept or {POOL_KEY: AdaptiveLimit(self.settings.limits, now=now)}
+        self._pump(state, from_release=False)
+
+    def observe_kv(self, pool: str, endpoint: str, kv_usage: float) -> None:
+        """Scraped KV usage of an endpoint; >= kv_overload shrinks its limit."""
+        limit = self._pool(pool).limits.get(endpoint)
+        if limit is not None:
+            limit.observe_kv(kv_usage, self._clock())
+
+    # ---- the request path -------------------------------------------------------------------------------
+    async def admit(self, ticket: AdmissionTicket) -> Lease:
+        """Wait for a slot; return its lease, or raise ``Rejected``. Cancellation-safe."""
+        if self._closed:
+            raise Rejected(SHUTTING_DOWN, 503, None, "gateway is shutting down")
+        now = self._clock()
+        pool = self._pool(ticket.pool)
+        self._expire(pool, now)
+        self._check_shedding(pool, ticket)
+        arrival = now if ticket.arrival is None else ticket.arrival
+        budget_s, client_bound = self._budget(ticket)
+        self._check_deadline(pool, ticket, budget_s - (now - arrival))
+        entry = pool.queue.push(
+            ticket.request_id,
+            tenant=ticket.tenant,
+            klass=ticket.klass,
+            band=ticket.priority,
+            cost=request_cost(ticket.prompt_tokens, ticket.max_tokens,
+                              output_weight=self.settings.output_weight, output_cap=self.settings.output_cap),
+            now=now,
+            ttl_s=max(0.0, arrival + budget_s - now),  # past its budget a request is not worth serving
+            deadline=arrival + ticket.deadline_s if ticket.deadline_s is not None else None,
+            weight=ticket.weight,
+        )
+        future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        pool.waiters[ticket.request_id] = _Waiter(ticket, entry, future, arrival + budget_s, client_bound)
+        self._pump(pool, from_release=False)
+        self._arm_timer(pool)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._abandon(pool, ticket, future)
+            raise
+
+    def sweep(self) -> int:
+        """Expire every queued request past its TTL now; returns how many left."""
+        now = self._clock()
+        return sum(self._expire(pool, now) for pool in list(self._pools.values()))
+
+    async def close(self) -> None:
+        """Refuse new work and fail every queued waiter with 503; leases already granted stay valid."""
+        self._closed = True
+        for pool in self._pools.values():
+            if pool.timer is not None:
+                pool.timer.cancel()
+                pool.timer = None
+            for request_id, waiter in list(pool.waiters.items()):
+                pool.queue.remove(request_id)
+                del pool.waiters[request_id]
+                self._fail(pool, waiter, Rejected(SHUTTING_DOWN, 503, None, "gateway is shutting down"), REJECTED)
+
+    def snapshot(self) -> dict[str, Any]:
+        """State for the admin API: per pool depth by class, in-flight, capacity and per-endpoint limits."""
+        pools: dict[str, Any] = {}
+        totals: Counter[str] = Counter()
+        for name, pool in self._pools.items():
+            depth = pool.queue.depth_by_class()
+            totals.update(depth)
+            pools[name] = {
+                "inflight": pool.inflight,
+                "capacity": pool.capacity,
+                "queued": len(pool.queue),
+                "depth": depth,
+                "endpoints": {
+                    ep: {"limit": lim.limit, "inflight": pool.endpoint_inflight.get(ep, 0)}
+                    for ep, lim in pool.limits.items()
+                },
+                "predicted_ttft_s": pool.predictor.ttft_s,
+                "service_interval_s": pool.predictor.service_interval_s,
+            }
+        return {"pools": pools, "depth": dict(totals)}
+
+    def depth(self, klass: str) -> int:
+        return sum(pool.queue.depth_by_class().get(klass, 0) for pool in self._pools.values())
+
+    # ---- internals --------------------------------------------------------------------------------------
+    def _pool(self, name: str) -> _Pool:
+        pool = self._pools.get(name)
+        if pool is None:
+            pool = _Pool(name, FairQueue(self.settings.fair_queue), TtftPredictor(self.settings.deadline))
+            pool.limits[POOL_KEY] = AdaptiveLimit(self.settings.limits, now=self._clock())
+            self._pools[name] = pool
+        return pool
+
+    def _budget(self, ticket: AdmissionTicket) -> tuple[float, bool]:
+        """min(class queue TTL, class TTFT SLO for the SLO tiers, client deadline); and whether the client's
+        deadline is the binding one (expiry is then 504, not 503)."""
+        bounds = [ticket.queue_timeout_s]
+        if ticket.ttft_slo_s is not None and ticket.tier in self.settings.slo_reject_tiers:
+            bounds.append(ticket.ttft_slo_s)
+        budget = min(bounds)
+        client = ticket.deadline_s is not None and ticket.deadline_s < budget
+        return (ticket.deadline_s if client and ticket.deadline_s is not None else budget), client
+
+    def _backlog_s(self, pool: _Pool, position: int) -> float:
+        return pool.predictor.predict(position)
+
+    def _check_shedding(self, pool: _Pool, ticket: AdmissionTicket) -> None:
+        cap = self.settings.queue_caps.get(ticket.klass, self.settings.default_queue_cap)
+        decision = decide(
+            ticket.tier,
+            self._saturation(pool.name),
+            queue_depth=pool.queue.depth_by_class().get(ticket.klass, 0),
+            queue_cap=cap,
+            draw=self._rng.random(),
+            settings=self.settings.shedding,
+        )
+        if decision.admit:
+            return
+        retry = retry_after_s(self._backlog_s(pool, len(pool.queue)), self.settings.shedding)
+        self._refuse(pool, ticket, Rejected(decision.reason, 429, retry, f"shed under load ({decision.reason})"),
+                     SHED)
+
+    def _check_deadline(self, pool: _Pool, ticket: AdmissionTicket, budget_left_s: float) -> None:
+        free = pool.capacity - pool.inflight
+        position = max(0, pool.queue.depth_ahead(ticket.priority) + 1 - free)
+        verdict = pool.predictor.check(position, budget_left_s)
+        if verdict.ok:
+            return
+        retry = retry_after_s(verdict.predicted_s - verdict.allowed_s, self.settings.shedding)
+        message = (f"predicted time to first token {verdict.predicted_s:.3f}s exceeds the "
+                   f"{verdict.allowed_s:.3f}s budget")
+        self._refuse(pool, ticket, Rejected(DEADLINE_UNMEETABLE, 429, retry, message), REJECTED)
+
+    def _refuse(self, pool: _Pool, ticket: AdmissionTicket, error: Rejected, kind: str) -> None:
+        self._emit(AdmissionEvent(kind, ticket.request_id, ticket.klass, pool.name, error.reason, 0.0,
+                                  error.status))
+        raise error
+
+    def _fail(self, pool: _Pool, waiter: _Waiter, error: Rejected, kind: str) -> None:
+        if not waiter.future.done():
+            waiter.future.set_exception(error)
+        t = waiter.ticket
+        waited = self._clock() - waiter.entry.enqueued_at
+        self._emit(AdmissionEvent(kind, t.request_id, t.klass, pool.name, error.reason, waited, error.status))
+
+    def _expire(self, pool: _Pool, now: float) -> int:
+        expired = pool.queue.expire(now)
+        for entry in expired:
+            waiter = pool.waiters.pop(entry.entry_id)
+            if waiter.client_bound:
+                error = Rejected(DEADLINE_EXCEEDED, 504, None, "deadline exceeded while queued")
+            else:
+                retry = retry_after_s(self._backlog_s(pool, len(pool.queue)), self.settings.shedding)
+                error = Rejected(QUEUE_TIMEOUT, 503, retry, "no capacity within the class queue timeout")
+            self._fail(pool, waiter, error, EXPIRED)
+        return len(expired)
+
+    def _pump(self, pool: _Pool, *, from_release: bool) -> None:
+        now = self._clock()
+        self._expire(pool, now)
+        backlogged = from_release
+        while pool.inflight < pool.capacity:
+            entry = pool.queue.pop(now)
+            if entry is None:
+                break
+            waiter = pool.waiters.pop(entry.entry_id)
+            if waiter.ticket.tier in self.settings.slo_reject_tiers or waiter.client_bound:
+                verdict = pool.predictor.check(0, waiter.budget_at - now)
+                if not verdict.ok:
+                    retry = retry_after_s(verdict.predicted_s - verdict.allowed_s, self.settings.shedding)
+                    self._fail(pool, waiter, Rejected(DEADLINE_UNMEETABLE_AT_DISPATCH, 429, retry,
+                                                      "the deadline can no longer be met"), REJECTED)
+                    continue
+            pool.predictor.observe_dispatch(now, backlogged=backlogged)
+            backlogged = False
+            pool.inflight += 1
+            wait = now - entry.enqueued_at
+            waiter.future.set_result(Lease(self, pool, entry, waiter.ticket, wait))
+            t = waiter.ticket
+            self._emit(AdmissionEvent(DISPATCHED, t.request_id, t.klass, pool.name, DISPATCHED, wait, None))
+        self._arm_timer(pool)
+
+    def _release(self, pool: _Pool) -> None:
+        pool.inflight = max(0, pool.inflight - 1)
+        self._pump(pool, from_release=True)
+
+    def _abandon(self, pool: _Pool, ticket: AdmissionTicket, future: asyncio.Future[Lease]) -> None:
+        """The waiter was cancelled: leave the queue, or give back a lease it never received."""
+        if future.done() and not future.cancelled():
+            if future.exception() is None:
+                future.result().release()
+            return
+        waiter = pool.waiters.pop(ticket.request_id, None)
+        if waiter is not None:
+            pool.queue.remove(ticket.request_id)
+            self._emit(AdmissionEvent(CANCELLED, ticket.request_id, ticket.klass, pool.name, "client_cancel",
+                                      self._clock() - waiter.entry.enqueued_at, None))
+            self._arm_timer(pool)
+
+    def _on_ttft(self, pool: _Pool, endpoint: str | None, ttft_s: float) -> None:
+        pool.predictor.observe_ttft(ttft_s)
+        key = endpoint if endpoint in pool.limits else POOL_KEY
+        limit = pool.limits.get(key)
+        if limit is not None:
+            inflight = pool.inflight if key == POOL_KEY else pool.endpoint_inflight.get(key, 0)
+            limit.sample(ttft_s, inflight, self._clock())
+            self._pump(pool, from_release=False)
+
+    def _on_overload(self, pool: _Pool, endpoint: str | None) -> None:
+        limit = pool.limits.get(endpoint if endpoint in pool.limits else POOL_KEY)
+        if limit is not None:
+            limit.overload(self._clock())
+
+    def _arm_timer(self, pool: _Pool) -> None:
+        if not self.settings.expiry_timer or self._closed:
+            return
+        at = pool.queue.next_expiry()
+        if at == pool.timer_at:
+            return
+        if pool.timer is not None:
+            pool.timer.cancel()
+            pool.timer = None
+        pool.timer_at = at
+        if at is not None:
+            delay = max(0.0, at - self._clock())
+            pool.timer = asyncio.get_running_loop().call_later(delay, self._on_timer, pool)
+
+    def _on_timer(self, pool: _Pool) -> None:
+        pool.timer = None
+        pool.timer_at = None
+        self._expire(pool, self._clock())
+        self._arm_timer(pool)
+
+    def _emit(self, event: AdmissionEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
