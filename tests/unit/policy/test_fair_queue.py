@@ -160,3 +160,38 @@ def test_depth_ahead_and_duplicate_ids() -> None:
     q.push("dup", tenant="t", klass="k", band=1, cost=1, now=0, ttl_s=1)
     with pytest.raises(ValueError):
         q.push("dup", tenant="t", klass="k", band=1, cost=1, now=0, ttl_s=1)
+
+
+def test_every_entry_leaves_exactly_once_under_random_operations() -> None:
+    """Random pushes, cancels, expiries, settles and pops (with aging): each entry leaves once, counters agree."""
+    import random
+
+    rng = random.Random(3)
+    q = FairQueue(FairQueueSettings(quantum=500))
+    pushed: set[str] = set()
+    left: list[str] = []
+    now = 0.0
+    for _ in range(3000):
+        now += rng.random() * 0.1
+        op = rng.random()
+        if op < 0.5:
+            pushed.add(push(q, tenant=f"t{rng.randrange(4)}", band=rng.randrange(3), cost=rng.randrange(1, 3000),
+                            now=now, ttl=rng.uniform(0.5, 20), deadline=rng.choice([None, now + rng.random()]),
+                            weight=rng.choice([1, 2])))
+        elif op < 0.6 and len(q):
+            victim = rng.choice([e.entry_id for e in q.entries()])
+            assert q.remove(victim) is not None
+            left.append(victim)
+        elif op < 0.7:
+            left += [e.entry_id for e in q.expire(now)]
+        else:
+            left += [e.entry_id for e in q.expire(now)]
+            e = q.pop(now)
+            if e is not None:
+                assert e.expires_at > now
+                left.append(e.entry_id)
+                q.settle(e, actual_cost=e.cost * rng.uniform(0.5, 1.5))
+        assert len(q) == sum(q.depth_by_class().values())
+    left += [e.entry_id for e in q.expire(now + 100)]
+    assert len(left) == len(set(left)) == len(pushed) and set(left) == pushed
+    assert len(q) == 0 and q.pop(now + 100) is None
