@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,12 @@ def print_summary(summary: dict[str, Any]) -> None:
                                                   "rate_limited", "errors")),
                       fmt(b["ttft_ms"]["p50"]), fmt(b["ttft_ms"]["p95"]), fmt(b["ttft_ms"]["p99"]),
                       fmt(b["itl_ms"]["p95"]), fmt(b["e2e_ms"]["p95"]), fmt(b["goodput_rps"]))
-    Console(soft_wrap=True).print(table)
+    _console().print(table)
+
+
+def _console() -> Console:
+    # Piped output (CI logs, tests) gets a wide table instead of rich's 80-column squeeze.
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _compare(paths: tuple[str, str], out: str | None) -> None:
@@ -115,7 +121,7 @@ def _compare(paths: tuple[str, str], out: str | None) -> None:
         table.add_column(col, justify="left" if col in ("class", "metric") else "right")
     for row in rows:
         table.add_row(*row)
-    Console(soft_wrap=True).print(table)
+    _console().print(table)
     out_dir = Path(out or ".")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "compare.html").write_text(render_compare(rows, HEADER, paths))
