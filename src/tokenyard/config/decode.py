@@ -75,7 +75,7 @@ def decode_sections(document: dict[str, Any], issues: list[tuple[str, str]]) -> 
             result[name] = _convert_named(value, entry_type, name, issues)
     keys = document.get("keys")
     if keys is not None:
-        if not isinstance(keys, list):
+        if not isinstance(keys, (list, tuple)):
             issues.append(("keys", f"expected a list, got {_kind_of(keys)}"))
         else:
             entries = [convert(entry, KeyConfig, join_path("keys", i), issues) for i, entry in enumerate(keys)]

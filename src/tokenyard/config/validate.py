@@ -93,7 +93,12 @@ def _normalise_endpoints(
     derived: list[str] = []
     for index, endpoint in enumerate(endpoints):
         parts = urlsplit(endpoint.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or not endpoint.url.isprintable()
+            or (" " in endpoint.url)
+        ):
             issues.append((join_path(join_path(path, index), "url"), f"expected an http(s) URL, got {endpoint.url!r}"))
         derived.append(endpoint.name or parts.netloc or f"endpoint-{index}")
     if all(endpoint.weight == 0 for endpoint in endpoints):
@@ -155,7 +160,7 @@ def normalise_tenants(
                 issues.append(
                     (join_path(join_path(path, "classes"), index), f"class {class_name!r} is not defined in classes")
                 )
-        if own_class not in allowed:
+        if own_class in classes and own_class not in allowed:
             issues.append((join_path(path, "classes"), f"must include the tenant's class {own_class!r}"))
         result[name] = msgspec.structs.replace(tenant, default_class=own_class, classes=tuple(allowed))
     return result

@@ -9,7 +9,12 @@ INT64_MAX = 2**63 - 1
 
 def number_text(value: float) -> str:
     """3.0 -> "3", 0.5 -> "0.5": numbers as the client most likely wrote them."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+    if abs(value) >= 1e16:  # keep huge numbers short in messages (and clear of int->str digit limits)
+        try:
+            return f"{float(value):.6g}"
+        except OverflowError:
+            return "a number too large to show"
+    if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return repr(value)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tokenyard.schema import estimate
+from tokenyard.schema.checks import number_text
 from tokenyard.schema.errors import RequestInvalid
 
 # msgspec allows one array type per union, so mixed lists are decoded loosely and checked here.
@@ -77,7 +78,9 @@ def _check_ids(ids: list[int], param: str) -> None:
     for index, token in enumerate(ids):
         if not 0 <= token <= MAX_TOKEN_ID:
             raise RequestInvalid(
-                400, f"{param}[{index}]: token ids must be in 0..{MAX_TOKEN_ID}, got {token}", f"{param}[{index}]"
+                400,
+                f"{param}[{index}]: token ids must be in 0..{MAX_TOKEN_ID}, got {number_text(token)}",
+                f"{param}[{index}]",
             )
 
 
