@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from tokenyard.chaos.faults import Faults, faults_to_dict
+from tokenyard.chaos.netns import Host, NetnsLab
 from tokenyard.chaos.proxy import ChaosProxy
 from tokenyard.chaos.scenario import Sample
 
@@ -54,6 +55,24 @@ class ApiFault:
     async def clear(self) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             await self._post(session, self._previous)
+
+
+class LossFault:
+    """Random packet loss (nftables) on a namespace host's egress, for scenarios in a :class:`NetnsLab`."""
+
+    def __init__(self, lab: NetnsLab, hosts: list[Host], percent: int) -> None:
+        self.name = f"{percent}% packet loss from {', '.join(h.name for h in hosts)}"
+        self._lab = lab
+        self._hosts = hosts
+        self._percent = percent
+
+    async def inject(self) -> None:
+        for host in self._hosts:
+            await asyncio.to_thread(self._lab.add_loss, host, self._percent)
+
+    async def clear(self) -> None:
+        for host in self._hosts:
+            await asyncio.to_thread(self._lab.clear_nft, host)
 
 
 async def http_request_loop(

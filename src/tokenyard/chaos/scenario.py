@@ -121,7 +121,9 @@ def build_report(fault: str, samples: dict[str, Sequence[Sample]]) -> ScenarioRe
     """The report for samples keyed by phase name (``before`` is the baseline)."""
     phases = {name: phase_stats(samples[name]) for name in PHASES if name in samples}
     baseline = phases["before"]
-    deltas: dict[str, SloDelta] = {name: slo_delta(phases[name], baseline) for name in ("during", "after") if name in phases}
+    deltas: dict[str, SloDelta] = {
+        name: slo_delta(phases[name], baseline) for name in ("during", "after") if name in phases
+    }
     return ScenarioReport(fault=fault, phases=phases, deltas=deltas)
 
 
