@@ -24,6 +24,8 @@ def simple_workload(*, rate: float | None, concurrency: int | None, requests: in
     if rate is None and concurrency is None:
         concurrency = 1
     return base.with_overrides(
+        # A request count is the bound people give vLLM's bench: then allow an hour instead of a minute.
+        duration_s=3600.0 if requests is not None else None,
         arrival=Arrivals(kind="poisson", rate=rate) if rate is not None else None,
         concurrency=concurrency,
         max_requests=requests if requests is not None else base.max_requests,

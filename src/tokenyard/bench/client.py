@@ -61,7 +61,7 @@ async def send_generation(session: aiohttp.ClientSession, target: Target, gen: G
                                       headers={"Content-Type": "application/json", **headers})
             rec.status = resp.status
             if resp.status != 200:
-                rec.outcome = classify_status(resp.status, await resp.content.read(ERROR_BODY_LIMIT))
+                rec.outcome = classify_status(resp.status, await resp.content.read(ERROR_BODY_LIMIT), resp.headers)
                 rec.error = f"HTTP {resp.status}"
             elif target.stream:
                 finished = await _read_stream(resp, gen, rec, clock)

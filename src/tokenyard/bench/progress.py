@@ -16,7 +16,7 @@ def progress_wanted(requested: bool) -> bool:
 
 
 class Progress:
-    """Counts finished requests by outcome; draws them with rich when ``enabled``."""
+    """Counts finished requests by outcome and finished actions; draws them with rich when ``enabled``."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -32,11 +32,12 @@ class Progress:
         self._task = self._bar.add_task("requests", total=total, detail="")
         self._bar.start()
 
-    def update(self, outcome: str) -> None:
+    def update(self, outcome: str, action_done: bool) -> None:
+        """Count one finished request; the bar advances by user actions (an agent run is several requests)."""
         self.outcomes[outcome] += 1
         if self._bar is not None and self._task is not None:
             detail = " ".join(f"{k}={v}" for k, v in sorted(self.outcomes.items()))
-            self._bar.update(self._task, advance=1, detail=detail)
+            self._bar.update(self._task, advance=1 if action_done else 0, detail=detail)
 
     def stop(self) -> None:
         if self._bar is not None:

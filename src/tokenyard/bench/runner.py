@@ -113,7 +113,8 @@ class Runner:
                     request_id = f"bench-{self.workload.seed}-{action.index}.{hop}"
                     await send_generation(session, self.target, step, rec, {**headers, "x-request-id": request_id},
                                           self.clock, context)
-                    self.progress.update(rec.outcome)
+                    last = hop == len(action.steps) - 1 or rec.outcome != "completed"
+                    self.progress.update(rec.outcome, action_done=last)
                     if rec.outcome != "completed":
                         completed = False
                         break  # the user gave up or the answer failed: the action is over

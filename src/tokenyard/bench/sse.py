@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,17 +69,24 @@ def _content(payload: dict[str, Any]) -> str:
     return text if isinstance(text, str) else ""
 
 
-def classify_status(status: int, body: bytes) -> str:
-    """The outcome of a non-200 answer: 429 is ``shed`` when the body says the request was shed (tokenyard's
-    overload answer), otherwise ``rate_limited``; everything else is ``error``."""
+def classify_status(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> str:
+    """The outcome of a non-200 answer.
+
+    A 429 is ``rate_limited`` when it says so (an error code, type or message about rate limits or quota, as
+    OpenAI's ``rate_limit_exceeded``, or an ``x-ratelimit-remaining-*`` header at 0); any other 429 is ``shed``
+    (tokenyard's overload answer, whatever the reason it gives). Every other status is ``error``.
+    """
     if status != 429:
         return "error"
     try:
         error = json.loads(body).get("error", {})
-        marker = f"{error.get('code', '')} {error.get('type', '')}".lower()
+        marker = f"{error.get('code', '')} {error.get('type', '')} {error.get('message', '')}".lower()
     except (ValueError, AttributeError):
         marker = ""
-    return "shed" if ("shed" in marker or "overload" in marker) else "rate_limited"
+    if any(word in marker for word in ("rate_limit", "rate limit", "quota")):
+        return "rate_limited"
+    remaining = [v for k, v in (headers or {}).items() if k.lower().startswith("x-ratelimit-remaining")]
+    return "rate_limited" if any(v.strip() == "0" for v in remaining) else "shed"
 
 
 def message_text(payload: Any) -> str:

@@ -95,10 +95,17 @@ async def test_sse_error_event_and_error_body() -> None:
     [
         (429, b'{"error": {"message": "m", "type": "overloaded", "code": "shed"}}', "shed"),
         (429, b'{"error": {"message": "m", "type": "requests", "code": "rate_limit_exceeded"}}', "rate_limited"),
-        (429, b"not json", "rate_limited"),
+        (429, b'{"error": {"message": "saturation", "type": "overloaded", "code": "queue_full"}}', "shed"),
+        (429, b'{"error": {"message": "Rate limit reached", "type": "tokens", "code": null}}', "rate_limited"),
+        (429, b"not json", "shed"),
         (503, b"{}", "error"),
         (400, b"{}", "error"),
     ],
 )
 def test_classify_status(status: int, body: bytes, outcome: str) -> None:
     assert classify_status(status, body) == outcome
+
+
+def test_a_429_with_an_exhausted_ratelimit_header_is_rate_limited() -> None:
+    assert classify_status(429, b"{}", {"x-ratelimit-remaining-tokens": "0"}) == "rate_limited"
+    assert classify_status(429, b"{}", {"x-ratelimit-remaining-tokens": "10"}) == "shed"
