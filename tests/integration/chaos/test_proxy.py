@@ -145,3 +145,34 @@ async def test_target_down_resets_the_client(origin: object) -> None:
         with pytest.raises((ConnectionResetError, ConnectionError)):
             await raw_get(chaos.port, "/ping", timeout=5)
         assert chaos.stats.target_connect_errors == 1
+
+
+def test_faults_behave_the_same_on_uvloop() -> None:
+    """`tokenyard chaos proxy` runs on uvloop: RST, slicing, jitter order and blackhole checked there too."""
+    from aiohttp import web
+
+    from tokenyard.runtime import run
+
+    from .conftest import _bytes, _echo, _ping, _stream
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/bytes", _bytes)
+        app.router.add_get("/stream", _stream)
+        app.router.add_get("/ping", _ping)
+        app.router.add_post("/echo", _echo)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            async with ChaosProxy("127.0.0.1", int(runner.addresses[0][1]), seed=3) as chaos:
+                for check in (test_reset_is_seen_by_the_client_as_a_connection_error,
+                              test_slicing_delivers_exact_bytes_in_small_segments,
+                              test_jitter_keeps_byte_order,
+                              test_blackhole_makes_the_client_time_out):
+                    chaos.reset_stats()
+                    await check(chaos)
+        finally:
+            await runner.cleanup()
+
+    run(main())
