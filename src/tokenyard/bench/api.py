@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -70,5 +71,6 @@ async def run_workload(target_url: str, workload: Workload | str, *, duration_s:
                           started_at=result.started_at, requests=result.requests, workflows=result.workflows,
                           model=model_name)
     if out_dir is not None:
-        report.write(out_dir)
+        # Plotting takes a second or two: keep it off the event loop (the demo serves from the same loop).
+        await asyncio.to_thread(report.write, out_dir)
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,8 @@ def command(target: str | None, workload_ref: str | None, duration: float | None
         if workload_ref:
             wl = load_workload(workload_ref)
             wl = wl.with_overrides(stream=stream, max_requests=requests)
-            if rate is not None:
-                from dataclasses import replace
-                wl = wl.with_overrides(arrival=replace(wl.arrival, rate=rate), concurrency=None)
+            if rate is not None:  # --rate turns the workload into an open loop at that base rate
+                wl = replace(wl, arrival=replace(wl.arrival, rate=rate), concurrency=None)
             if prompt_tokens is not None or output_tokens is not None:
                 raise click.UsageError("--prompt-tokens/--output-tokens describe a simple load: "
                                        "set lengths in the workload file instead")

@@ -74,6 +74,9 @@ async def send_generation(session: aiohttp.ClientSession, target: Target, gen: G
                 rec.prompt_tokens = _usage(usage, "prompt_tokens") or rec.prompt_tokens
                 rec.outcome = "completed"
                 finished = True
+    except aiohttp.ServerTimeoutError as exc:  # aiohttp's own timeouts are TimeoutErrors too: not the user's
+        rec.outcome = "upstream_interrupted" if rec.status == 200 else "error"
+        rec.error = f"{type(exc).__name__}: {exc}"[:200]
     except TimeoutError:
         rec.outcome = "client_aborted" if abandon_by_time else "error"
         rec.error = None if abandon_by_time else f"no answer within {target.request_timeout_s:g} s"

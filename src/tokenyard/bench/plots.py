@@ -1,4 +1,4 @@
-"""PNG plots of a run (matplotlib, Agg backend: no display needed)."""
+"""PNG plots of a run (matplotlib's Agg canvas: no display needed)."""
 
 from __future__ import annotations
 
@@ -16,22 +16,21 @@ BIN_S = 1.0  # time-series resolution
 
 def write_plots(report: Report, out: Path) -> list[Path]:
     """Write ttft_cdf.png, latency_over_time.png and throughput_over_time.png; return their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    # The object-oriented API with the Agg canvas (no pyplot): no global figure registry, no display, and safe
+    # to call from a worker thread while an event loop keeps serving.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     paths: list[Path] = []
     for name, draw in (("ttft_cdf.png", _ttft_cdf), ("latency_over_time.png", _latency_over_time),
                        ("throughput_over_time.png", _throughput_over_time)):
-        fig, ax = plt.subplots(figsize=(8, 4.2), dpi=100)
-        try:
-            draw(ax, report.requests, report.duration_s)
-            ax.grid(True, alpha=0.3)
-            fig.tight_layout()
-            fig.savefig(out / name)
-        finally:
-            plt.close(fig)
+        fig = Figure(figsize=(8, 4.2), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        draw(ax, report.requests, report.duration_s)
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / name)
         paths.append(out / name)
     return paths
 
@@ -48,8 +47,9 @@ def _ttft_cdf(ax: Any, requests: list[RequestRecord], duration_s: float) -> None
     for cls, recs in _by_class(requests).items():
         values = sorted(r.ttft_s * 1000 for r in recs if r.outcome == "completed" and r.ttft_s is not None)
         if values:
-            ax.step(values, [(i + 1) / len(values) for i in range(len(values))], where="post",
-                    label=f"{cls} (n={len(values)})")
+            # Start each curve at (first value, 0) so even a single request draws a visible step.
+            ax.step([values[0], *values], [0.0, *((i + 1) / len(values) for i in range(len(values)))],
+                    where="post", label=f"{cls} (n={len(values)})")
             drew = True
     ax.set_title("Time to first token, CDF per class (completed requests)")
     ax.set_xlabel("TTFT (ms)")
