@@ -10,7 +10,7 @@ from tokenyard.config.errors import ConfigError
 from tokenyard.config.gateway import GatewayConfig, is_loopback
 from tokenyard.config.keys import KeyLookup, hash_key
 from tokenyard.config.loader import ConfigFileError, config_for_upstream, load_config, parse_config
-from tokenyard.config.models import MODEL_KINDS, PASS_THROUGH_MODEL, PICKERS, EndpointConfig, ModelConfig
+from tokenyard.config.models import MODEL_KINDS, PASS_THROUGH_MODEL, PICKERS, EndpointConfig, ModelConfig, PickerOptions
 from tokenyard.config.server import (
     AccessLogConfig,
     AdminConfig,
@@ -39,6 +39,7 @@ __all__ = [
     "LimitsConfig",
     "ListenConfig",
     "ModelConfig",
+    "PickerOptions",
     "RetriesConfig",
     "Section",
     "TLSConfig",

@@ -1,50 +1,23 @@
 """Typed conversion of a parsed document into config Structs, with every problem reported by key path.
 
-msgspec stops at the first error of one conversion, so each top-level section and each entry of ``models``,
-``classes``, ``tenants`` and ``keys`` is converted on its own: one bad model does not hide a bad tenant.
+msgspec stops at the first error of one conversion, so each top-level section, and each entry of the named
+sections (``models``, ``classes``, ``tenants``) and lists (``keys``), is converted on its own: one bad model does
+not hide a bad tenant.
 """
 
 from __future__ import annotations
 
 import re
+import typing
 from typing import Any, TypeVar
 
 import msgspec
 
-from tokenyard.config.classes import ClassConfig
 from tokenyard.config.errors import join_path
-from tokenyard.config.models import MODEL_KINDS, PICKERS, ModelConfig
-from tokenyard.config.server import (
-    AccessLogConfig,
-    AdminConfig,
-    LimitsConfig,
-    ListenConfig,
-    RetriesConfig,
-    TelemetryConfig,
-    TimeoutsConfig,
-)
-from tokenyard.config.tenants import KeyConfig, TenantConfig
+from tokenyard.config.gateway import GatewayConfig
+from tokenyard.config.models import MODEL_KINDS, PICKERS
 
 T = TypeVar("T")
-
-# Sections converted whole; the named-entry sections are handled entry by entry.
-_PLAIN_SECTIONS: dict[str, Any] = {
-    "listen": ListenConfig,
-    "state": str,
-    "admin": AdminConfig,
-    "default_class": str,
-    "timeouts": TimeoutsConfig,
-    "limits": LimitsConfig,
-    "retries": RetriesConfig,
-    "access_log": AccessLogConfig,
-    "telemetry": TelemetryConfig,
-}
-_NAMED_SECTIONS: dict[str, Any] = {
-    "models": ModelConfig,
-    "classes": ClassConfig,
-    "tenants": TenantConfig,
-}
-SECTIONS: tuple[str, ...] = (*_PLAIN_SECTIONS, *_NAMED_SECTIONS, "keys")
 
 _CHOICES: dict[str, tuple[str, ...]] = {"picker": PICKERS, "kind": MODEL_KINDS}
 _MESSAGE = re.compile(r"^(?P<text>.*?)(?: - at `(?P<where>[^`]*)`(?: in `(?P<container>[^`]*)`)?)?$", re.S)
@@ -56,30 +29,29 @@ _TYPE_NAMES = {"object": "mapping", "array": "list", "null": "null", "str": "str
 def decode_sections(document: dict[str, Any], issues: list[tuple[str, str]]) -> dict[str, Any]:
     """Convert each known top-level key of ``document``; returns field name -> typed value.
 
-    A section whose value is null counts as absent. Unknown top-level keys and conversion problems go to
-    ``issues``; the sections that had problems are left out of the result.
+    The sections are the fields of ``GatewayConfig``, so adding a section is adding a field there. Sections
+    typed ``dict[str, X]`` or ``tuple[X, ...]`` are converted entry by entry. A section whose value is null
+    counts as absent. Unknown top-level keys and conversion problems go to ``issues``; sections (or entries)
+    that had problems are left out of the result.
     """
-    result: dict[str, Any] = {}
+    fields = {field.encode_name: field for field in msgspec.structs.fields(GatewayConfig)}
     for key in document:
-        if key not in SECTIONS:
+        if key not in fields:
             issues.append((join_path("", str(key)), "unknown key"))
-    for name, section_type in _PLAIN_SECTIONS.items():
+    result: dict[str, Any] = {}
+    for name, field in fields.items():
         value = document.get(name)
-        if value is not None:
-            converted = convert(value, section_type, name, issues)
-            if converted is not None:
-                result[name] = converted
-    for name, entry_type in _NAMED_SECTIONS.items():
-        value = document.get(name)
-        if value is not None:
-            result[name] = _convert_named(value, entry_type, name, issues)
-    keys = document.get("keys")
-    if keys is not None:
-        if not isinstance(keys, (list, tuple)):
-            issues.append(("keys", f"expected a list, got {_kind_of(keys)}"))
+        if value is None:
+            continue
+        origin, args = typing.get_origin(field.type), typing.get_args(field.type)
+        if origin is dict and args and args[0] is str:
+            result[field.name] = _convert_named(value, args[1], name, issues)
+        elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            result[field.name] = _convert_list(value, args[0], name, issues)
         else:
-            entries = [convert(entry, KeyConfig, join_path("keys", i), issues) for i, entry in enumerate(keys)]
-            result["keys"] = tuple(entry for entry in entries if entry is not None)
+            converted = convert(value, field.type, name, issues)
+            if converted is not None:
+                result[field.name] = converted
     return result
 
 
@@ -106,6 +78,14 @@ def _convert_named(value: Any, entry_type: Any, path: str, issues: list[tuple[st
         if converted is not None:
             entries[name] = converted
     return entries
+
+
+def _convert_list(value: Any, entry_type: Any, path: str, issues: list[tuple[str, str]]) -> tuple[Any, ...]:
+    if not isinstance(value, (list, tuple)):
+        issues.append((path, f"expected a list, got {_kind_of(value)}"))
+        return ()
+    entries = [convert(entry, entry_type, join_path(path, i), issues) for i, entry in enumerate(value)]
+    return tuple(entry for entry in entries if entry is not None)
 
 
 def translate_error(message: str, prefix: str) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 
 import msgspec
 
@@ -46,6 +47,15 @@ class GatewayConfig(Section, frozen=True, kw_only=True):
     def auth_enabled(self) -> bool:
         """True when API keys are required (a ``keys`` section with at least one key)."""
         return bool(self.keys)
+
+    @property
+    def admin_mode(self) -> Literal["key", "open", "disabled"]:
+        """How the admin API is guarded: ``key`` (the admin credential is required) when ``admin`` is configured;
+        else ``open`` when auth is off (a loopback listener without keys, as in the demo); else ``disabled``.
+        """
+        if self.admin is not None:
+            return "key"
+        return "disabled" if self.auth_enabled else "open"
 
     def model_for(self, name: str) -> ModelConfig | None:
         """The pool serving the model name a client sent: an exact name, else the ``*`` pass-through pool."""

@@ -232,3 +232,23 @@ def test_roundtrip_to_builtins(doc: dict[str, Any]) -> None:
     config = parse_config(doc, env={})
     again = parse_config(msgspec.to_builtins(config), env={})
     assert isinstance(again, GatewayConfig) and again == config
+
+
+def test_admin_mode(doc: dict[str, Any]) -> None:
+    assert parse_config(doc, env={}).admin_mode == "disabled"  # keys but no admin credential
+    doc["admin"] = {"key": "adm"}
+    assert parse_config(doc, env={}).admin_mode == "key"
+    del doc["admin"], doc["keys"], doc["tenants"]
+    assert parse_config(doc, env={}).admin_mode == "open"  # the loopback demo: auth off
+
+
+def test_picker_options(doc: dict[str, Any]) -> None:
+    doc["models"]["chat"]["picker"] = "prefix-affinity"
+    doc["models"]["chat"]["picker_options"] = {"prefix_chars": 512, "load_bound": 1.5}
+    chat = parse_config(doc, env={}).models["chat"]
+    assert (chat.picker_options.prefix_chars, chat.picker_options.load_bound) == (512, 1.5)
+    assert chat.picker_options.session_header == "x-session-id"
+    doc["models"]["chat"]["picker_options"] = {"load_bound": 0.5}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc, env={})
+    assert caught.value.issues[0][0] == "models.chat.picker_options.load_bound"
