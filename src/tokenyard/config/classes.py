@@ -11,7 +11,8 @@ class ClassConfig(Section, frozen=True, kw_only=True):
     ``ttft_slo_ms``/``itl_slo_ms`` are the latency objectives (None: none); ``queue_timeout_ms`` is how long a
     request may wait in the gateway's queue; ``resume_window_ms`` > 0 keeps a stream resumable that long after a
     client drops; ``max_tokens_cap`` caps ``max_tokens`` for the class; ``sheddable`` False means the class is
-    never shed for load (it can still time out in its queue).
+    never shed for load (it can still time out in its queue). ``rpm``/``tpm``/``max_concurrency`` limit the
+    class as a whole, across tenants (None: unlimited).
     """
 
     priority: NonNegativeInt
@@ -21,6 +22,9 @@ class ClassConfig(Section, frozen=True, kw_only=True):
     resume_window_ms: NonNegativeInt = 0
     max_tokens_cap: PositiveInt | None = None
     sheddable: bool = True
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    max_concurrency: PositiveInt | None = None
 
 
 DEFAULT_CLASS_NAME = "standard"
