@@ -24,6 +24,8 @@ READ_SIZE = 16 * 1024
 QUEUE_CHUNKS = 32
 """At most this many chunks wait per direction (512 KiB with ``READ_SIZE``) before the reader stops reading."""
 
+CLOSE_TIMEOUT_S = 5.0
+
 Ending = Literal["reset", "close"]
 
 
@@ -105,9 +107,15 @@ class _Connection:
             return
         for writer in writers:
             writer.close()
-        for writer in writers:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                await writer.wait_closed()
+        try:
+            # A peer that stopped reading would keep a graceful close (flush, then FIN) waiting forever.
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                for writer in writers:
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+        except TimeoutError:
+            for writer in writers:
+                writer.transport.abort()
 
 
 class _Pump:
