@@ -44,7 +44,8 @@ async def discover_model(session: aiohttp.ClientSession, base_url: str, api_key:
 async def run_workload(target_url: str, workload: Workload | str, *, duration_s: float | None = None,
                        max_requests: int | None = None, out_dir: str | Path | None = None,
                        progress: bool = False, concurrency: int | None = None, model: str | None = None,
-                       api_key: str | None = None, seed: int | None = None) -> Report:
+                       api_key: str | None = None, seed: int | None = None,
+                       stop: asyncio.Event | None = None) -> Report:
     """Run ``workload`` (a Workload, a built-in name or a YAML path) against ``target_url`` and return its Report.
 
     duration_s / max_requests / concurrency / seed override the workload's own bounds (the run always stops at
@@ -52,6 +53,8 @@ async def run_workload(target_url: str, workload: Workload | str, *, duration_s:
     model: the model name to send (default: the workload's, else the first of ``GET /v1/models``). api_key:
     sent by tenants that have no key of their own. out_dir: also write report.json, requests.jsonl, PNG plots
     and report.html there. progress: draw a progress bar when on a terminal (never under CI=true).
+    stop: setting this event ends the run early: no more sends, requests in flight are cancelled ("unfinished")
+    and the report covers what was measured so far.
     Raises WorkloadError for a bad workload or target.
     """
     wl = load_workload(workload) if isinstance(workload, str) else workload
@@ -65,7 +68,7 @@ async def run_workload(target_url: str, workload: Workload | str, *, duration_s:
         model_name = wl.model or await discover_model(session, base_url, next(iter(api_keys.values()), None))
         target = Target(base_url=base_url, model=model_name, stream=wl.stream,
                         request_timeout_s=wl.request_timeout_s, extra_body=wl.extra_body)
-        runner = Runner(target, wl, api_keys, Progress(progress_wanted(progress)))
+        runner = Runner(target, wl, api_keys, Progress(progress_wanted(progress)), stop)
         result = await runner.run(session)
     report = Report.build(target=base_url, workload=wl, mode=result.mode, duration_s=result.duration_s,
                           started_at=result.started_at, requests=result.requests, workflows=result.workflows,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tokenyard.bench.errors import WorkloadError
+from tokenyard.bench.report import Report
 from tokenyard.bench.workload import Workload, builtin_names, load_workload
 
 
@@ -77,10 +79,21 @@ def command(target: str | None, workload_ref: str | None, duration: float | None
             wl = simple_workload(rate=rate, concurrency=concurrency, requests=requests,
                                  prompt_tokens=prompt_tokens, output_tokens=output_tokens, stream=stream)
         from tokenyard.bench.api import run_workload
-        from tokenyard.runtime import run
+        from tokenyard.runtime import run, wait_for_shutdown
 
-        report = run(run_workload(target, wl, duration_s=duration, out_dir=out, progress=not no_progress,
-                                  concurrency=concurrency, model=model, api_key=api_key, seed=seed))
+        async def main() -> Report:
+            # SIGINT/SIGTERM end the run early; the report of what was measured is still written.
+            stop = asyncio.Event()
+            watcher = asyncio.create_task(wait_for_shutdown(None))
+            watcher.add_done_callback(lambda _: stop.set())
+            try:
+                return await run_workload(target, wl, duration_s=duration, out_dir=out,
+                                          progress=not no_progress, concurrency=concurrency, model=model,
+                                          api_key=api_key, seed=seed, stop=stop)
+            finally:
+                watcher.cancel()
+
+        report = run(main())
     except WorkloadError as exc:
         raise click.ClickException(str(exc)) from exc
     print_summary(report.summary)

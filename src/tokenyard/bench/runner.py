@@ -36,8 +36,9 @@ class Runner:
     """Runs one workload against one target with one ClientSession."""
 
     def __init__(self, target: Target, workload: Workload, api_keys: dict[str, str | None],
-                 progress: Progress) -> None:
+                 progress: Progress, stop: asyncio.Event | None = None) -> None:
         self.target = target
+        self.stop = stop if stop is not None else asyncio.Event()
         self.workload = workload
         self.api_keys = api_keys
         self.progress = progress
@@ -63,8 +64,10 @@ class Runner:
             tasks: list[asyncio.Task[None]] = []
             for index, offset in enumerate(offsets):
                 delay = offset - self.clock()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                if delay > 0 and await _event_within(self.stop, delay):
+                    break
+                if self.stop.is_set():
+                    break
                 action = plan_action(wl, index, self._prefixes)
                 tasks.append(asyncio.create_task(self._action(session, action, offset)))
             await self._drain(tasks, max(wl.duration_s - self.clock(), 0.0))
@@ -74,17 +77,27 @@ class Runner:
 
     async def _user(self, session: aiohttp.ClientSession) -> None:
         wl = self.workload
-        while self.clock() < wl.duration_s and len(self.result.workflows) < wl.max_requests:
+        while (self.clock() < wl.duration_s and len(self.result.workflows) < wl.max_requests
+               and not self.stop.is_set()):
             index = len(self.result.workflows)
             await self._action(session, plan_action(wl, index, self._prefixes), self.clock())
 
     async def _drain(self, tasks: list[asyncio.Task[None]], window_s: float) -> None:
-        if not tasks:
-            return
-        limit = window_s + min(self.workload.request_timeout_s, DRAIN_LIMIT_S)
-        _done, pending = await asyncio.wait(tasks, timeout=limit)
+        """Wait for ``tasks`` up to the window plus the drain limit, or until stopped; cancel the rest (their
+        records stay "unfinished"; cancellation closes their connections)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window_s + min(self.workload.request_timeout_s, DRAIN_LIMIT_S)
+        pending: set[asyncio.Task[None]] = set(tasks)
+        stopper = asyncio.create_task(self.stop.wait())
+        try:
+            while pending and not self.stop.is_set() and loop.time() < deadline:
+                done, _ = await asyncio.wait(pending | {stopper}, timeout=deadline - loop.time(),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                pending -= done
+        finally:
+            stopper.cancel()
         for task in pending:
-            task.cancel()  # leaves their records "unfinished"; cancellation closes their connections
+            task.cancel()
         if pending:
             await asyncio.wait(pending)
 
@@ -131,3 +144,12 @@ class Runner:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
+
+
+async def _event_within(event: asyncio.Event, timeout_s: float) -> bool:
+    """Sleep up to ``timeout_s``; True as soon as ``event`` is set."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout_s)
+    except TimeoutError:
+        return False
+    return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -76,3 +77,33 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "classes.gold.weight" in result.output
     notdir = runner.invoke(command, ["--compare", str(tmp_path), str(tmp_path)])
     assert notdir.exit_code == 1
+
+
+async def test_sigint_ends_the_run_early_and_still_writes_the_report(tmp_path: Path) -> None:
+    state = FakeState(itl_s=0.2)
+    async with running_fake(state) as srv:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tokenyard", "bench", "--target", srv.base_url, "--concurrency", "2",
+            "--output-tokens", "200", "--duration", "60", "--out", str(tmp_path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env={"CI": "true", "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
+        )
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while state.chat_requests < 2:
+                assert asyncio.get_running_loop().time() < deadline, "bench never sent"
+                await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0, out.decode()
+        for _ in range(200):
+            if state.disconnects == 2:
+                break
+            await asyncio.sleep(0.05)
+    assert state.disconnects == 2  # the cancelled streams really closed their connections
+    totals = json.loads((tmp_path / "report.json").read_text())["totals"]
+    assert totals["requests"] == 2 and totals["unfinished"] == 2
