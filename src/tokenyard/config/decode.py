@@ -19,6 +19,26 @@ from tokenyard.config.models import MODEL_KINDS, PICKERS
 
 T = TypeVar("T")
 
+
+def _section_types() -> tuple[type[msgspec.Struct], ...]:
+    """Every Struct type reachable from ``GatewayConfig`` (for documentation checks)."""
+    found: list[type[msgspec.Struct]] = []
+
+    def visit(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+            if annotation not in found:
+                found.append(annotation)
+                for field in msgspec.structs.fields(annotation):
+                    visit(field.type)
+            return
+        for argument in typing.get_args(annotation):
+            visit(argument)
+
+    visit(GatewayConfig)
+    return tuple(found)
+
+
+SECTION_TYPES = _section_types()
 _CHOICES: dict[str, tuple[str, ...]] = {"picker": PICKERS, "kind": MODEL_KINDS}
 _MESSAGE = re.compile(r"^(?P<text>.*?)(?: - at `(?P<where>[^`]*)`(?: in `(?P<container>[^`]*)`)?)?$", re.S)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>.*)`$", re.S)
@@ -123,7 +143,7 @@ def _describe(text: str) -> str:
     """msgspec's message, lower-cased and with JSON type names spoken as YAML users know them."""
 
     def rename(match: re.Match[str]) -> str:
-        return _TYPE_NAMES.get(match.group(1), match.group(1))
+        return " or ".join(_TYPE_NAMES.get(part.strip(), part.strip()) for part in match.group(1).split("|"))
 
     described = re.sub(r"`([^`]*)`", rename, text)
     return described[:1].lower() + described[1:]
