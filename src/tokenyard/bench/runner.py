@@ -63,12 +63,12 @@ class Runner:
             self.progress.start(len(offsets))
             tasks: list[asyncio.Task[None]] = []
             for index, offset in enumerate(offsets):
+                action = plan_action(wl, index, self._prefixes)  # before the wait, so it adds no send lag
                 delay = offset - self.clock()
                 if delay > 0 and await _event_within(self.stop, delay):
                     break
                 if self.stop.is_set():
                     break
-                action = plan_action(wl, index, self._prefixes)
                 tasks.append(asyncio.create_task(self._action(session, action, offset)))
             await self._drain(tasks, max(wl.duration_s - self.clock(), 0.0))
         self.result.duration_s = self.clock()
