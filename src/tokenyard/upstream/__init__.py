@@ -1,0 +1,1 @@
+"""Upstream side: connection pools, endpoints, health checks, backend load signals."""
