@@ -18,9 +18,12 @@ from tokenyard.schema.checks import (
 )
 from tokenyard.schema.decoding import decode_body
 from tokenyard.schema.errors import RequestInvalid
-from tokenyard.schema.messages import AssistantMessage, Message, ToolMessage
+from tokenyard.schema.messages import AssistantMessage, DeveloperMessage, Message, SystemMessage, ToolMessage
 from tokenyard.schema.parts import (
-    Content,
+    AudioPart,
+    AudioURLPart,
+    ContentPart,
+    FilePart,
     ImagePart,
     RefusalPart,
     ResponseFormat,
@@ -28,13 +31,18 @@ from tokenyard.schema.parts import (
     TextPart,
     Tool,
     ToolChoiceFunction,
+    VideoURLPart,
 )
 from tokenyard.schema.request import ParsedRequest
 
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TOOL_CHOICES = ("none", "auto", "required")
 MAX_TOOLS = 128
-_TEXT_ONLY_ROLES = ("system", "developer", "tool")
+_TEXT_ONLY = (SystemMessage, DeveloperMessage, ToolMessage)
+_PART_TAGS: dict[type, str] = {
+    part: str(part.__struct_config__.tag)
+    for part in (TextPart, ImagePart, AudioPart, FilePart, RefusalPart, VideoURLPart, AudioURLPart)
+}
 
 
 class ChatBody(msgspec.Struct):
@@ -142,7 +150,11 @@ def _check_tools(chat: ChatBody) -> None:
 
 
 def _walk_messages(messages: list[Message], limits: LimitsConfig) -> tuple[list[str], int, bool]:
-    """Check each message's shape and size; collect its text, a token estimate and whether images appear."""
+    """Check each message's shape and size; collect its text, a token estimate and whether images appear.
+
+    This loop runs for every message of every request, so it dispatches on exact types and builds error
+    strings only when raising.
+    """
     if len(messages) > limits.max_messages:
         raise RequestInvalid(
             400,
@@ -150,77 +162,69 @@ def _walk_messages(messages: list[Message], limits: LimitsConfig) -> tuple[list[
             "messages",
             "array_above_max_length",
         )
+    max_chars = limits.max_message_chars
     texts: list[str] = []
-    tokens = 0
+    tokens = estimate.TOKENS_PER_MESSAGE * len(messages)
     has_images = False
     for index, message in enumerate(messages):
-        param = f"messages[{index}]"
-        if (
-            isinstance(message, AssistantMessage)
-            and message.content is None
-            and not (message.tool_calls or message.function_call)
-        ):
+        content = message.content
+        if isinstance(content, str):
+            chars, text = len(content), content
+        elif content is None:
+            chars, text = 0, ""
+        else:
+            chars, media, images, text = _parts(content, index, isinstance(message, _TEXT_ONLY))
+            tokens += media
+            has_images = has_images or images
+        if isinstance(message, AssistantMessage):
+            if message.tool_calls:
+                chars += sum(len(c.function.arguments) + len(c.function.name) for c in message.tool_calls)
+            elif content is None and message.function_call is None:
+                param = f"messages[{index}].content"
+                raise RequestInvalid(
+                    400, f"{param}: required unless tool_calls is given", param, "missing_required_parameter"
+                )
+        elif isinstance(message, ToolMessage) and not message.tool_call_id:
+            param = f"messages[{index}].tool_call_id"
+            raise RequestInvalid(400, f"{param}: must be a non-empty string", param)
+        if chars > max_chars:
+            param = f"messages[{index}].content"
             raise RequestInvalid(
                 400,
-                f"{param}.content: required unless tool_calls is given",
-                f"{param}.content",
-                "missing_required_parameter",
-            )
-        if isinstance(message, ToolMessage) and not message.tool_call_id:
-            raise RequestInvalid(400, f"{param}.tool_call_id: must be a non-empty string", f"{param}.tool_call_id")
-        role = message.__struct_config__.tag
-        content: Content | None = message.content
-        chars, media_tokens, images = _content_size(content, f"{param}.content", role in _TEXT_ONLY_ROLES)
-        if isinstance(message, AssistantMessage) and message.tool_calls:
-            chars += sum(len(call.function.arguments) + len(call.function.name) for call in message.tool_calls)
-        if chars > limits.max_message_chars:
-            raise RequestInvalid(
-                400,
-                f"{param}.content: at most {limits.max_message_chars} characters are allowed, got {chars}",
-                f"{param}.content",
+                f"{param}: at most {max_chars} characters are allowed, got {chars}",
+                param,
                 "string_above_max_length",
             )
-        has_images = has_images or images
-        tokens += estimate.TOKENS_PER_MESSAGE + estimate.text_tokens(chars) + media_tokens
-        texts.append(_text_of(content))
+        tokens += estimate.text_tokens(chars)
+        texts.append(text)
     return texts, tokens, has_images
 
 
-def _content_size(content: Content | None, param: str, text_only: bool) -> tuple[int, int, bool]:
-    """(text characters, media token estimate, has images) of one message's content."""
-    if content is None:
-        return 0, 0, False
-    if isinstance(content, str):
-        return len(content), 0, False
-    if not content:
+def _parts(parts: list[ContentPart], index: int, text_only: bool) -> tuple[int, int, bool, str]:
+    """(text characters, media token estimate, has images, text) of a list of content parts."""
+    if not parts:
+        param = f"messages[{index}].content"
         raise RequestInvalid(400, f"{param}: must be a string or a non-empty list of parts", param)
     chars = media = 0
     images = False
-    for index, part in enumerate(content):
+    texts: list[str] = []
+    for part_index, part in enumerate(parts):
         if isinstance(part, TextPart):
-            chars += len(part.text)
+            texts.append(part.text)
         elif isinstance(part, RefusalPart):
             chars += len(part.refusal)
         elif text_only:
-            kind = part.__struct_config__.tag
-            raise RequestInvalid(
-                400, f"{param}[{index}].type: this role takes text parts only, got {kind!r}", f"{param}[{index}].type"
-            )
+            param = f"messages[{index}].content[{part_index}].type"
+            tag = _PART_TAGS.get(type(part), "?")
+            raise RequestInvalid(400, f"{param}: this role takes text parts only, got {tag!r}", param)
         elif isinstance(part, ImagePart):
             images = True
             low = part.image_url.detail == "low"
             media += estimate.TOKENS_PER_LOW_DETAIL_IMAGE if low else estimate.TOKENS_PER_IMAGE
         else:
             media += estimate.TOKENS_PER_OTHER_MEDIA
-    return chars, media, images
-
-
-def _text_of(content: Content | None) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(part.text for part in content if isinstance(part, TextPart))
+    text = "".join(texts)
+    return chars + len(text), media, images, text
 
 
 def _tool_chars(tool: Tool) -> int:

@@ -35,13 +35,16 @@ def summarise_prompt(value: PromptInput, param: str, max_chars: int, allow_empty
         raise RequestInvalid(400, f"{param}: must not be an empty list", param)
     first = value[0]
     if isinstance(first, str):
-        texts: list[str] = []
+        tokens = 0
         for index, item in enumerate(value):
             if not isinstance(item, str):
                 raise _mixed(param, index, "strings")
-            _check_string(item, f"{param}[{index}]", max_chars, allow_empty_string)
-            texts.append(item)
-        return PromptSummary("\n".join(texts), sum(estimate.text_tokens(len(t)) for t in texts), len(texts))
+            size = len(item)
+            if size > max_chars or (not size and not allow_empty_string):
+                _check_string(item, f"{param}[{index}]", max_chars, allow_empty_string)
+            tokens += estimate.text_tokens(size)
+        texts: list[str] = value  # type: ignore[assignment]  # checked above: all strings
+        return PromptSummary("\n".join(texts), tokens, len(texts))
     if isinstance(first, int):
         ids: list[int] = []
         for index, item in enumerate(value):
