@@ -7,6 +7,7 @@ are tolerated and stay in the raw body, which is forwarded untouched. Bad input 
 
 from tokenyard.schema.chat import ChatBody, ChatRequest, parse_chat
 from tokenyard.schema.completion import CompletionBody, CompletionRequest, parse_completion
+from tokenyard.schema.context import check_context_window
 from tokenyard.schema.embedding import EmbeddingBody, EmbeddingRequest, parse_embedding
 from tokenyard.schema.errors import INVALID_REQUEST, RequestInvalid, error_body
 from tokenyard.schema.request import ParsedRequest
@@ -21,6 +22,7 @@ __all__ = [
     "EmbeddingRequest",
     "ParsedRequest",
     "RequestInvalid",
+    "check_context_window",
     "error_body",
     "parse_chat",
     "parse_completion",

@@ -76,6 +76,10 @@ class ChatRequest(ParsedRequest, frozen=True, kw_only=True):
 
     body: ChatBody
 
+    @property
+    def prompt_param(self) -> str:
+        return "messages"
+
 
 def parse_chat(body: bytes, limits: LimitsConfig | None = None) -> ChatRequest:
     """Validate a chat completion request body; raise ``RequestInvalid`` (400/413) naming the parameter."""

@@ -83,6 +83,7 @@ def parse_completion(body: bytes, limits: LimitsConfig | None = None) -> Complet
         n=n * prompt.count,
         prompt_tokens_estimate=prompt.tokens,
         prompt_text=prompt.text,
+        prompt_tokens_exact=prompt.exact,
         deterministic=request.temperature == 0 or request.seed is not None,
         user=request.user,
         body=request,

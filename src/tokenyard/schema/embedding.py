@@ -31,6 +31,10 @@ class EmbeddingRequest(ParsedRequest, frozen=True, kw_only=True):
 
     body: EmbeddingBody
 
+    @property
+    def prompt_param(self) -> str:
+        return "input"
+
 
 def parse_embedding(body: bytes, limits: LimitsConfig | None = None) -> EmbeddingRequest:
     """Validate an embeddings request body; raise ``RequestInvalid`` (400/413) naming the parameter."""
@@ -52,6 +56,7 @@ def parse_embedding(body: bytes, limits: LimitsConfig | None = None) -> Embeddin
         n=summary.count,
         prompt_tokens_estimate=summary.tokens,
         prompt_text=summary.text,
+        prompt_tokens_exact=summary.exact,
         deterministic=True,
         user=request.user,
         body=request,

@@ -15,12 +15,13 @@ MAX_TOKEN_ID = 2**32 - 1
 class PromptSummary:
     """Text, token estimate and item count of a prompt/input, computed in one pass."""
 
-    __slots__ = ("count", "text", "tokens")
+    __slots__ = ("count", "exact", "text", "tokens")
 
-    def __init__(self, text: str, tokens: int, count: int) -> None:
+    def __init__(self, text: str, tokens: int, count: int, exact: bool = False) -> None:
         self.text = text
         self.tokens = tokens
         self.count = count
+        self.exact = exact
 
 
 def summarise_prompt(value: PromptInput, param: str, max_chars: int, allow_empty_string: bool) -> PromptSummary:
@@ -52,7 +53,7 @@ def summarise_prompt(value: PromptInput, param: str, max_chars: int, allow_empty
                 raise _mixed(param, index, "token ids")
             ids.append(item)
         _check_ids(ids, param)
-        return PromptSummary(" ".join(map(str, ids)), len(ids), 1)
+        return PromptSummary(" ".join(map(str, ids)), len(ids), 1, exact=True)
     lists: list[list[int]] = []
     for index, item in enumerate(value):
         if not isinstance(item, list):
@@ -62,7 +63,7 @@ def summarise_prompt(value: PromptInput, param: str, max_chars: int, allow_empty
         _check_ids(item, f"{param}[{index}]")
         lists.append(item)
     text = "\n".join(" ".join(map(str, ids)) for ids in lists)
-    return PromptSummary(text, sum(len(ids) for ids in lists), len(lists))
+    return PromptSummary(text, sum(len(ids) for ids in lists), len(lists), exact=True)
 
 
 def _check_string(value: str, param: str, max_chars: int, allow_empty: bool) -> None:

@@ -12,7 +12,8 @@ class ParsedRequest(msgspec.Struct, frozen=True, kw_only=True):
     ``prompt_tokens_estimate`` follows ``tokenyard.schema.estimate``. ``prompt_text`` is the prompt as text, for
     prefix hashing and caching: message contents joined with newlines (token-id prompts as space-separated
     ids). ``deterministic`` is True when ``temperature`` is 0 or a ``seed`` is given (the same request should
-    give the same answer, so it may be cached); embeddings are always deterministic.
+    give the same answer, so it may be cached); embeddings are always deterministic. ``prompt_tokens_exact`` is
+    True when the prompt was given as token ids, so the estimate is the exact count.
     """
 
     model: str
@@ -21,8 +22,14 @@ class ParsedRequest(msgspec.Struct, frozen=True, kw_only=True):
     max_tokens: int | None = None
     n: int = 1
     prompt_tokens_estimate: int = 0
+    prompt_tokens_exact: bool = False
     prompt_text: str = ""
     has_images: bool = False
     tools_count: int = 0
     deterministic: bool = False
     user: str | None = None
+
+    @property
+    def prompt_param(self) -> str:
+        """The name of the body field holding the prompt (for error messages)."""
+        return "prompt"
