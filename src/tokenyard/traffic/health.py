@@ -1,0 +1,230 @@
+"""Endpoint health for one pool: active checks, passive outlier detection, circuit breakers, slow start.
+
+The router asks :meth:`PoolHealth.view` for the state to hand to a picker, :meth:`PoolHealth.try_begin`
+before sending (the circuit breaker's permit) and reports every attempt's end with :meth:`PoolHealth.report`.
+:class:`ActiveHealthChecker` probes each endpoint on an interval through an injected probe function, so the
+whole engine is testable without a network (:func:`http_probe` is the real probe).
+
+An endpoint is routable when it is actively healthy, not ejected as an outlier, and its breaker lets traffic
+through. Whenever it becomes routable again (health check passes after failing, ejection ends, breaker closes),
+slow start ramps its weight from the floor back to 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from tokenyard.policy.circuit_breaker import BreakerConfig, BreakerState, CircuitBreaker
+from tokenyard.policy.outlier import OutlierConfig, OutlierDetector
+from tokenyard.policy.pickers.endpoint import EndpointView
+from tokenyard.policy.slow_start import SlowStart
+
+Probe = Callable[[str], Awaitable[bool]]
+
+
+class Outcome(enum.Enum):
+    """How one attempt on an endpoint ended, as far as the endpoint's health is concerned."""
+
+    SUCCESS = "success"  # answered (2xx, or a 4xx that is the client's fault)
+    FAILURE = "failure"  # 5xx, or broke off mid-answer
+    CONNECT_ERROR = "connect_error"  # refused, reset before any answer, DNS
+    TIMEOUT = "timeout"  # no answer within the attempt's timeout
+    OVERLOADED = "overloaded"  # 429 from the upstream: retry elsewhere, but the endpoint is not broken
+    CANCELLED = "cancelled"  # no verdict: client went away, hedge loser, deadline
+
+    @classmethod
+    def from_status(cls, status: int) -> Outcome:
+        """The outcome of an attempt that got an HTTP status back."""
+        if status == 429:
+            return cls.OVERLOADED
+        return cls.FAILURE if status >= 500 else cls.SUCCESS
+
+
+FAILURES = frozenset({Outcome.FAILURE, Outcome.CONNECT_ERROR, Outcome.TIMEOUT})
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Active checks every 5 s (2 s timeout), down after 2 failed probes, up after 1 good one; plus the
+    outlier, breaker and slow-start policies with their own defaults."""
+
+    interval_s: float = 5.0
+    timeout_s: float = 2.0
+    unhealthy_threshold: int = 2
+    healthy_threshold: int = 1
+    outlier: OutlierConfig = field(default_factory=OutlierConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    slow_start: SlowStart = field(default_factory=SlowStart)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    """One endpoint's health at a moment."""
+
+    healthy: bool
+    ejected: bool
+    circuit: BreakerState
+    slow_start: float
+
+    @property
+    def routable(self) -> bool:
+        return self.healthy and not self.ejected
+
+
+@dataclass(slots=True)
+class _Active:
+    healthy: bool = True
+    passes: int = 0
+    fails: int = 0
+    returned_at: float | None = None
+
+
+class PoolHealth:
+    """Health state of one pool's endpoints (by name). Not thread-safe; use from the event loop."""
+
+    def __init__(
+        self, names: Iterable[str], config: HealthConfig | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config or HealthConfig()
+        self._clock = clock
+        members = list(names)
+        self._active = {name: _Active() for name in members}
+        self._breakers = {name: CircuitBreaker(self.config.breaker) for name in members}
+        self._outliers = OutlierDetector(members, self.config.outlier)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._active)
+
+    def status(self, name: str) -> EndpointStatus:
+        """Health of ``name`` now; unknown names read as unhealthy."""
+        now = self._clock()
+        active = self._active.get(name)
+        breaker = self._breakers.get(name)
+        if active is None or breaker is None:
+            return EndpointStatus(False, True, BreakerState.OPEN, 0.0)
+        ejected = self._outliers.is_ejected(name, now) or not breaker.available(now)
+        candidates = (active.returned_at, self._outliers.returned_at(name, now), breaker.closed_at)
+        returns = [t for t in candidates if t is not None]
+        factor = self.config.slow_start.factor(max(returns) if returns else None, now)
+        return EndpointStatus(active.healthy, ejected, breaker.state(now), factor)
+
+    def view(self, endpoint: EndpointView) -> EndpointView:
+        """``endpoint`` with its health fields filled in, ready for a picker."""
+        status = self.status(endpoint.name)
+        return dataclasses.replace(
+            endpoint, healthy=status.healthy, ejected=status.ejected, slow_start=status.slow_start
+        )
+
+    def try_begin(self, name: str) -> bool:
+        """Ask the endpoint's circuit breaker for a permit before sending; False: pick another endpoint."""
+        breaker = self._breakers.get(name)
+        return breaker is not None and breaker.allow(self._clock())
+
+    def report(self, name: str, outcome: Outcome, latency_s: float | None = None) -> None:
+        """The end of an attempt that :meth:`try_begin` allowed. ``latency_s``: time to the first byte."""
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            return
+        now = self._clock()
+        if outcome in FAILURES:
+            breaker.record_failure(now)
+            self._outliers.record_failure(name, now)
+        elif outcome is Outcome.SUCCESS:
+            breaker.record_success(now)
+            self._outliers.record_success(name, now, latency_s)
+        else:
+            # Overloaded or cancelled: no verdict on the endpoint's health, only the probe slot is freed.
+            breaker.record_cancelled()
+
+    def record_probe(self, name: str, ok: bool) -> None:
+        """The result of one active health check."""
+        active = self._active.get(name)
+        if active is None:
+            return
+        if ok:
+            active.passes += 1
+            active.fails = 0
+            if not active.healthy and active.passes >= self.config.healthy_threshold:
+                active.healthy = True
+                active.returned_at = self._clock()
+        else:
+            active.fails += 1
+            active.passes = 0
+            if active.healthy and active.fails >= self.config.unhealthy_threshold:
+                active.healthy = False
+
+    def any_routable(self) -> bool:
+        """Whether some endpoint can take traffic now (for ``/readyz``)."""
+        return any(self.status(name).routable for name in self._active)
+
+
+async def http_probe(session: aiohttp.ClientSession, url: str, timeout_s: float) -> bool:
+    """GET ``url``; healthy when it answers 2xx within ``timeout_s``."""
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+            await response.read()
+            return 200 <= response.status < 300
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+def health_url(endpoint_url: str, path: str = "/health") -> str:
+    """``http://h:p/v1`` -> ``http://h:p/health`` (vLLM and the simulator serve ``/health`` at the root)."""
+    base = endpoint_url.rstrip("/")
+    if base.endswith("/v1"):
+        base = base[: -len("/v1")]
+    return base + path
+
+
+class ActiveHealthChecker:
+    """Probes every target each ``interval_s`` (concurrently) and feeds the results to a :class:`PoolHealth`.
+
+    ``targets`` maps endpoint name -> what the probe receives (a health URL for :func:`http_probe`).
+    """
+
+    def __init__(self, health: PoolHealth, targets: Mapping[str, str], probe: Probe) -> None:
+        self._health = health
+        self._targets = dict(targets)
+        self._probe = probe
+        self._task: asyncio.Task[None] | None = None
+        self.rounds = 0
+
+    async def check_once(self) -> None:
+        """Probe every target once and record the results."""
+        names = list(self._targets)
+        results = await asyncio.gather(*(self._probe(self._targets[n]) for n in names), return_exceptions=True)
+        for name, result in zip(names, results, strict=True):
+            self._health.record_probe(name, result is True)
+        self.rounds += 1
+
+    async def _loop(self) -> None:
+        while True:
+            await self.check_once()
+            await asyncio.sleep(self._health.config.interval_s)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="active-health-checks")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> ActiveHealthChecker:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

@@ -1,0 +1,142 @@
+"""PoolHealth and the active checker, with an injected clock and probe (no network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokenyard.policy.circuit_breaker import BreakerConfig, BreakerState
+from tokenyard.policy.outlier import OutlierConfig
+from tokenyard.policy.pickers.endpoint import EndpointView
+from tokenyard.policy.slow_start import SlowStart
+from tokenyard.traffic.health import ActiveHealthChecker, HealthConfig, Outcome, PoolHealth, health_url
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+CONFIG = HealthConfig(
+    unhealthy_threshold=2,
+    healthy_threshold=1,
+    outlier=OutlierConfig(consecutive_failures=3, base_ejection_s=10, max_ejection_s=40, max_ejected_share=0.5),
+    breaker=BreakerConfig(failure_threshold=10, open_s=5, half_open_probes=1, success_threshold=1),
+    slow_start=SlowStart(window_s=20, floor=0.1),
+)
+
+
+def pool(clock: Clock, n: int = 4, config: HealthConfig = CONFIG) -> PoolHealth:
+    return PoolHealth([f"e{i}" for i in range(n)], config, clock)
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"), [(200, Outcome.SUCCESS), (404, Outcome.SUCCESS), (429, Outcome.OVERLOADED),
+                            (500, Outcome.FAILURE), (503, Outcome.FAILURE)]
+)
+def test_outcome_from_status(status: int, outcome: Outcome) -> None:
+    assert Outcome.from_status(status) is outcome
+
+
+def test_everything_starts_routable_at_full_weight() -> None:
+    health = pool(Clock())
+    status = health.status("e0")
+    assert status.routable and status.slow_start == 1.0 and status.circuit is BreakerState.CLOSED
+    assert health.any_routable()
+    assert not health.status("unknown").routable
+
+
+def test_passive_failures_eject_then_return_through_slow_start() -> None:
+    clock = Clock()
+    health = pool(clock)
+    for _ in range(3):
+        assert health.try_begin("e1")
+        health.report("e1", Outcome.CONNECT_ERROR)
+    view = health.view(EndpointView(name="e1"))
+    assert view.ejected and not view.available
+    clock.now = 10.0  # first ejection: 10 s
+    status = health.status("e1")
+    assert status.routable and status.slow_start == pytest.approx(0.1)
+    clock.now = 20.0
+    assert health.status("e1").slow_start == pytest.approx(0.5)
+    clock.now = 30.0
+    assert health.status("e1").slow_start == 1.0
+
+
+def test_overloaded_and_cancelled_are_not_failures() -> None:
+    health = pool(Clock())
+    for _ in range(10):
+        health.try_begin("e0")
+        health.report("e0", Outcome.OVERLOADED)
+        health.report("e0", Outcome.CANCELLED)
+    assert health.status("e0").routable
+
+
+def test_max_ejected_share_keeps_half_the_pool() -> None:
+    health = pool(Clock(), n=4)
+    for name in health.names:
+        for _ in range(3):
+            health.report(name, Outcome.FAILURE)
+    assert sum(health.status(n).ejected for n in health.names) == 2
+
+
+def test_active_checks_mark_down_and_up_with_thresholds() -> None:
+    clock = Clock()
+    health = pool(clock, n=1)
+    health.record_probe("e0", False)
+    assert health.status("e0").healthy  # one failed probe is not enough
+    health.record_probe("e0", False)
+    assert not health.status("e0").healthy and not health.any_routable()
+    clock.now = 7.0
+    health.record_probe("e0", True)
+    status = health.status("e0")
+    assert status.healthy and status.slow_start == pytest.approx(0.1)
+    clock.now = 17.0
+    assert health.status("e0").slow_start == pytest.approx(0.5)
+
+
+def test_breaker_opens_and_probes_half_open() -> None:
+    clock = Clock()
+    config = HealthConfig(
+        outlier=OutlierConfig(consecutive_failures=100),
+        breaker=BreakerConfig(failure_threshold=2, open_s=5, half_open_probes=1, success_threshold=1),
+        slow_start=SlowStart(window_s=10, floor=0.2),
+    )
+    health = pool(clock, n=2, config=config)
+    for _ in range(2):
+        assert health.try_begin("e0")
+        health.report("e0", Outcome.TIMEOUT)
+    assert health.status("e0").ejected and not health.try_begin("e0")
+    clock.now = 5.0
+    assert health.status("e0").circuit is BreakerState.HALF_OPEN and health.status("e0").routable
+    assert health.try_begin("e0") and not health.try_begin("e0")
+    assert health.status("e0").ejected  # its one probe slot is taken
+    health.report("e0", Outcome.SUCCESS, latency_s=0.01)
+    status = health.status("e0")
+    assert status.circuit is BreakerState.CLOSED and status.routable and status.slow_start == pytest.approx(0.2)
+
+
+async def test_active_checker_feeds_probe_results() -> None:
+    clock = Clock()
+    health = pool(clock, n=2)
+    up = {"http://a/health": True, "http://b/health": False}
+
+    async def probe(url: str) -> bool:
+        if url == "http://b/health" and not up[url]:
+            raise OSError("probe crashed")  # a crashing probe counts as a failed check
+        return up[url]
+
+    checker = ActiveHealthChecker(health, {"e0": "http://a/health", "e1": "http://b/health"}, probe)
+    await checker.check_once()
+    await checker.check_once()
+    assert health.status("e0").healthy and not health.status("e1").healthy and checker.rounds == 2
+    up["http://b/health"] = True
+    await checker.check_once()
+    assert health.status("e1").healthy
+
+
+def test_health_url() -> None:
+    assert health_url("http://127.0.0.1:9001/v1") == "http://127.0.0.1:9001/health"
+    assert health_url("http://127.0.0.1:9001/", "/ready") == "http://127.0.0.1:9001/ready"
