@@ -60,6 +60,7 @@ async def send_generation(session: aiohttp.ClientSession, target: Target, gen: G
             resp = await session.post(target.chat_url, data=json.dumps(body).encode(),
                                       headers={"Content-Type": "application/json", **headers})
             rec.status = resp.status
+            rec.degraded = resp.headers.get("x-tokenyard-degraded") or None
             if resp.status != 200:
                 rec.outcome = classify_status(resp.status, await resp.content.read(ERROR_BODY_LIMIT), resp.headers)
                 rec.error = f"HTTP {resp.status}"

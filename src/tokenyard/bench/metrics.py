@@ -97,6 +97,7 @@ def summarize_requests(records: Sequence[RequestRecord], spec: ClassSpec | None,
         "shed_rate": round(counts["shed"] / n, 4) if n else 0.0,
         "interruption_rate": round(counts["upstream_interrupted"] / n, 4) if n else 0.0,
         "output_tokens_per_s": rate(sum(r.completion_tokens for r in records)),
+        "degraded": sum(1 for r in records if r.degraded),
     }
     if spec is not None:
         block["slo"] = {"ttft_ms": spec.ttft_ms, "itl_ms": spec.itl_ms, "e2e_ms": spec.e2e_ms}

@@ -31,6 +31,7 @@ class RequestRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retrieval_fallback: bool = False
+    degraded: str | None = None  # the target's x-tokenyard-degraded response header (actions applied)
     error: str | None = None
 
     @property

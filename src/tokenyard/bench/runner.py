@@ -140,6 +140,9 @@ class Runner:
         headers = {"x-tokenyard-workflow-id": action.workflow_id}
         if action.cls != "default":
             headers["x-tokenyard-class"] = action.cls
+        deadline_ms = self.workload.class_spec(action.cls).deadline_ms
+        if deadline_ms is not None:
+            headers["x-tokenyard-deadline-ms"] = f"{deadline_ms:g}"
         key = self.api_keys.get(action.tenant)
         if key:
             headers["Authorization"] = f"Bearer {key}"

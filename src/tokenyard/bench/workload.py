@@ -35,13 +35,15 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 @dataclass(frozen=True)
 class ClassSpec:
-    """A traffic class: its share of actions and its SLOs in milliseconds (None: not part of goodput)."""
+    """A traffic class: its share of actions and its SLOs in milliseconds (None: not part of goodput);
+    ``deadline_ms``, when set, is sent as ``x-tokenyard-deadline-ms`` (the client's own budget)."""
 
     name: str
     weight: float = 1.0
     ttft_ms: float | None = 2000.0
     itl_ms: float | None = 100.0
     e2e_ms: float | None = None
+    deadline_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -196,13 +198,14 @@ def _classes(raw: Any) -> tuple[ClassSpec, ...]:
     out = []
     for name, spec in _named(raw, "classes"):
         where = f"classes.{name}"
-        _no_unknown(spec, {"weight", "ttft_ms", "itl_ms", "e2e_ms"}, where)
+        _no_unknown(spec, {"weight", "ttft_ms", "itl_ms", "e2e_ms", "deadline_ms"}, where)
         ttft, itl, e2e = DEFAULT_SLOS.get(name, DEFAULT_SLO)
         out.append(ClassSpec(
             name=name, weight=_weight(spec.get("weight", 1.0), f"{where}.weight"),
             ttft_ms=_opt_positive(spec.get("ttft_ms", ttft), f"{where}.ttft_ms"),
             itl_ms=_opt_positive(spec.get("itl_ms", itl), f"{where}.itl_ms"),
             e2e_ms=_opt_positive(spec.get("e2e_ms", e2e), f"{where}.e2e_ms"),
+            deadline_ms=_opt_positive(spec.get("deadline_ms"), f"{where}.deadline_ms"),
         ))
     return tuple(out)
 

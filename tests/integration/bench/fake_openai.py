@@ -25,6 +25,7 @@ class FakeState:
     cut_after: int | None = None  # stop the stream after k tokens...
     cut_with_error_event: bool = True  # ...with an SSE error event (else: just end, no [DONE])
     retrieval_fails: bool = False
+    degraded_header: str | None = None  # sent as x-tokenyard-degraded on every answer
     chat_requests: int = 0
     completed_streams: int = 0
     disconnects: int = 0
@@ -68,7 +69,10 @@ def make_app(state: FakeState) -> web.Application:
             return web.json_response({"choices": [{"index": 0, "message": {"role": "assistant",
                                                                            "content": "w " * max_tokens}}],
                                       "usage": {"prompt_tokens": 10, "completion_tokens": max_tokens}})
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        headers = {"Content-Type": "text/event-stream"}
+        if state.degraded_header:
+            headers["x-tokenyard-degraded"] = state.degraded_header
+        resp = web.StreamResponse(headers=headers)
         await resp.prepare(request)
         try:
             # An empty role chunk first, as vLLM sends: it must not count as the first token.

@@ -85,10 +85,10 @@ async def test_shed_rate_limited_and_interrupted_outcomes() -> None:
 
 
 async def test_closed_loop_sends_class_tenant_and_workflow_headers() -> None:
-    state = FakeState()
+    state = FakeState(degraded_header="shorten_output")
     wl = parse_workload({
         "concurrency": 4, "output_tokens": 2,
-        "classes": {"premium": {"weight": 1}, "standard": {"weight": 1}},
+        "classes": {"premium": {"weight": 1, "deadline_ms": 3000}, "standard": {"weight": 1}},
         "tenants": {"acme": {"api_key": "sk-acme"}, "beta": {}},
     })
     async with running_fake(state) as srv:
@@ -100,6 +100,9 @@ async def test_closed_loop_sends_class_tenant_and_workflow_headers() -> None:
         assert headers["x-tokenyard-class"] == rec.cls
         assert headers["Authorization"] == ("Bearer sk-acme" if rec.tenant == "acme" else "Bearer sk-shared")
         assert headers["x-tokenyard-workflow-id"] == f"wf-0-{rec.action}"
+        assert headers.get("x-tokenyard-deadline-ms") == ("3000" if rec.cls == "premium" else None)
+        assert rec.degraded == "shorten_output"
+    assert report.summary["totals"]["degraded"] == 30
     assert set(report.summary["classes"]) == {"premium", "standard"}
     assert set(report.summary["tenants"]) == {"acme", "beta"}
 
