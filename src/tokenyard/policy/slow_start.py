@@ -2,7 +2,8 @@
 
 A cold server (empty KV cache, cold CUDA graphs, a process that just restarted) that receives its full share
 immediately can fall over again and flap. The factor scales the endpoint's weight from ``floor`` to 1 over
-``window_s`` (Envoy's slow-start mode: ``(elapsed / window) ^ (1 / aggression)``).
+``window_s``: ``floor + (1 - floor) x (elapsed / window) ^ (1 / aggression)`` (Envoy's slow-start curve, lifted
+onto the floor so the weight rises from the first second).
 """
 
 from __future__ import annotations
@@ -30,4 +31,4 @@ class SlowStart:
         if elapsed >= self.window_s:
             return 1.0
         progress = max(0.0, elapsed) / self.window_s
-        return max(self.floor, float(progress ** (1.0 / self.aggression)))
+        return self.floor + (1.0 - self.floor) * float(progress ** (1.0 / self.aggression))

@@ -9,7 +9,8 @@ from tokenyard.policy.slow_start import SlowStart
 
 @pytest.mark.parametrize(
     ("returned_at", "now", "factor"),
-    [(None, 5.0, 1.0), (0.0, 0.0, 0.1), (0.0, 15.0, 0.5), (0.0, 29.0, 29 / 30), (0.0, 30.0, 1.0), (0.0, 99.0, 1.0)],
+    [(None, 5.0, 1.0), (0.0, 0.0, 0.1), (0.0, 15.0, 0.55), (0.0, 29.0, 0.1 + 0.9 * 29 / 30), (0.0, 30.0, 1.0),
+     (0.0, 99.0, 1.0)],
 )
 def test_linear_ramp_from_floor(returned_at: float | None, now: float, factor: float) -> None:
     assert SlowStart(window_s=30, floor=0.1).factor(returned_at, now) == pytest.approx(factor)
@@ -17,8 +18,8 @@ def test_linear_ramp_from_floor(returned_at: float | None, now: float, factor: f
 
 def test_aggression_ramps_slower_at_first() -> None:
     linear, aggressive = SlowStart(aggression=1.0), SlowStart(aggression=2.0)
-    assert aggressive.factor(0.0, 7.5) == pytest.approx(0.5)  # sqrt(0.25)
-    assert linear.factor(0.0, 7.5) == pytest.approx(0.25)
+    assert aggressive.factor(0.0, 7.5) == pytest.approx(0.1 + 0.9 * 0.5)  # sqrt(0.25)
+    assert linear.factor(0.0, 7.5) == pytest.approx(0.1 + 0.9 * 0.25)
 
 
 def test_monotonic_and_window_zero_disables() -> None:

@@ -60,7 +60,7 @@ def test_passive_failures_eject_then_return_through_slow_start() -> None:
     status = health.status("e1")
     assert status.routable and status.slow_start == pytest.approx(0.1)
     clock.now = 20.0
-    assert health.status("e1").slow_start == pytest.approx(0.5)
+    assert health.status("e1").slow_start == pytest.approx(0.55)
     clock.now = 30.0
     assert health.status("e1").slow_start == 1.0
 
@@ -94,7 +94,7 @@ def test_active_checks_mark_down_and_up_with_thresholds() -> None:
     status = health.status("e0")
     assert status.healthy and status.slow_start == pytest.approx(0.1)
     clock.now = 17.0
-    assert health.status("e0").slow_start == pytest.approx(0.5)
+    assert health.status("e0").slow_start == pytest.approx(0.55)
 
 
 def test_breaker_opens_and_probes_half_open() -> None:
