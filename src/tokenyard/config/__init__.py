@@ -11,6 +11,14 @@ from tokenyard.config.gateway import GatewayConfig, is_loopback
 from tokenyard.config.keys import KeyLookup, hash_key
 from tokenyard.config.loader import ConfigFileError, config_for_upstream, load_config, parse_config
 from tokenyard.config.models import MODEL_KINDS, PASS_THROUGH_MODEL, PICKERS, EndpointConfig, ModelConfig, PickerOptions
+from tokenyard.config.security import (
+    AuditLogConfig,
+    EastWestConfig,
+    EastWestGateway,
+    EastWestRule,
+    JwtConfig,
+    KeyStoreConfig,
+)
 from tokenyard.config.server import (
     AccessLogConfig,
     AdminConfig,
@@ -29,13 +37,19 @@ __all__ = [
     "PICKERS",
     "AccessLogConfig",
     "AdminConfig",
+    "AuditLogConfig",
     "ClassConfig",
     "ConfigError",
     "ConfigFileError",
+    "EastWestConfig",
+    "EastWestGateway",
+    "EastWestRule",
     "EndpointConfig",
     "GatewayConfig",
+    "JwtConfig",
     "KeyConfig",
     "KeyLookup",
+    "KeyStoreConfig",
     "LimitsConfig",
     "ListenConfig",
     "ModelConfig",

@@ -10,6 +10,7 @@ import msgspec
 from tokenyard.config.base import Section
 from tokenyard.config.classes import ClassConfig, default_classes
 from tokenyard.config.models import PASS_THROUGH_MODEL, ModelConfig
+from tokenyard.config.security import AuditLogConfig, EastWestConfig, JwtConfig, KeyStoreConfig
 from tokenyard.config.server import (
     AccessLogConfig,
     AdminConfig,
@@ -42,11 +43,23 @@ class GatewayConfig(Section, frozen=True, kw_only=True):
     retries: RetriesConfig = msgspec.field(default_factory=RetriesConfig)
     access_log: AccessLogConfig = msgspec.field(default_factory=AccessLogConfig)
     telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)
+    key_store: KeyStoreConfig | None = None
+    jwt: JwtConfig | None = None
+    eastwest: EastWestConfig | None = None
+    audit_log: AuditLogConfig = msgspec.field(default_factory=AuditLogConfig)
 
     @property
     def auth_enabled(self) -> bool:
-        """True when API keys are required (a ``keys`` section with at least one key)."""
-        return bool(self.keys)
+        """True when callers must present a credential: config ``keys``, a ``key_store``, ``jwt``, or mTLS.
+
+        False only for the loopback-only "auth off" mode (see ``check_auth_rule``).
+        """
+        return (
+            bool(self.keys)
+            or self.key_store is not None
+            or self.jwt is not None
+            or (self.listen.tls is not None and self.listen.tls.client_ca_file is not None)
+        )
 
     @property
     def admin_mode(self) -> Literal["key", "open", "disabled"]:

@@ -16,6 +16,8 @@ from tokenyard.config.gateway import GatewayConfig
 from tokenyard.config.models import PASS_THROUGH_MODEL
 from tokenyard.config.validate import (
     check_auth_rule,
+    check_eastwest,
+    check_jwt,
     check_listen,
     check_state,
     normalise_admin,
@@ -84,7 +86,12 @@ def _normalise(config: GatewayConfig, issues: list[tuple[str, str]]) -> GatewayC
     models = normalise_models(config.models, issues)
     tenants = normalise_tenants(config.tenants, classes, default_class, issues)
     keys = normalise_keys(config.keys, tenants, models, classes, issues)
-    check_auth_rule(config.listen, keys, issues)
-    return msgspec.structs.replace(
+    if config.jwt is not None:
+        check_jwt(config.jwt, issues)
+    if config.eastwest is not None:
+        check_eastwest(config.eastwest, issues)
+    config = msgspec.structs.replace(
         config, admin=admin, default_class=default_class, models=models, tenants=tenants, keys=keys
     )
+    check_auth_rule(config.listen, config.auth_enabled, issues)
+    return config

@@ -15,6 +15,7 @@ from tokenyard.config.errors import join_path
 from tokenyard.config.gateway import is_loopback
 from tokenyard.config.keys import hash_key, is_sha256_hex
 from tokenyard.config.models import PASS_THROUGH_MODEL, EndpointConfig, ModelConfig
+from tokenyard.config.security import EastWestConfig, JwtConfig
 from tokenyard.config.server import AdminConfig, ListenConfig
 from tokenyard.config.tenants import KeyConfig, TenantConfig
 
@@ -209,9 +210,9 @@ def normalise_keys(
     return tuple(result)
 
 
-def check_auth_rule(listen: ListenConfig, keys: tuple[KeyConfig, ...], issues: Issues) -> None:
-    """No keys means auth is off, which is allowed only on a loopback listener."""
-    if not keys and not is_loopback(listen.host):
+def check_auth_rule(listen: ListenConfig, has_credentials: bool, issues: Issues) -> None:
+    """No credentials (keys, key store, JWT or mTLS) means auth is off: allowed only on a loopback listener."""
+    if not has_credentials and not is_loopback(listen.host):
         issues.append(
             (
                 "keys",
@@ -219,6 +220,26 @@ def check_auth_rule(listen: ListenConfig, keys: tuple[KeyConfig, ...], issues: I
                 "which is allowed only on a loopback address (127.0.0.1, ::1, localhost)",
             )
         )
+
+
+def check_jwt(jwt: JwtConfig, issues: Issues) -> None:
+    """Exactly one JWKS source; a URL must be http(s)."""
+    if (jwt.jwks_file is None) == (jwt.jwks_url is None):
+        issues.append(("jwt", "set exactly one of jwks_file and jwks_url"))
+    elif jwt.jwks_url is not None and urlsplit(jwt.jwks_url).scheme not in ("http", "https"):
+        issues.append(("jwt.jwks_url", f"expected an http(s) URL, got {jwt.jwks_url!r}"))
+
+
+def check_eastwest(eastwest: EastWestConfig, issues: Issues) -> None:
+    """Every rule names at least one identity; rule names are unique."""
+    names: set[str] = set()
+    for index, rule in enumerate(eastwest.rules):
+        path = join_path(join_path("eastwest", "rules"), index)
+        if not rule.identities or not all(rule.identities):
+            issues.append((join_path(path, "identities"), "a non-empty list of non-empty identities is required"))
+        if rule.name and rule.name in names:
+            issues.append((join_path(path, "name"), f"rule name {rule.name!r} is used twice"))
+        names.add(rule.name)
 
 
 def _digest_of(plaintext: str | None, digest: str | None, path: str, issues: Issues) -> str:

@@ -21,12 +21,16 @@ def yaml_blocks() -> list[str]:
     return re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S)
 
 
-@pytest.mark.parametrize("index", range(2))
+def test_there_are_examples() -> None:
+    assert len(yaml_blocks()) >= 3
+
+
+@pytest.mark.parametrize("index", range(3))
 def test_examples_load(index: int) -> None:
     text = yaml_blocks()[index]
-    config = parse_config(
-        yaml.safe_load(text.replace("${TOKENYARD_ADMIN_KEY}", "adm").replace("${ACME_KEY}", "sk")), env={}
-    )
+    document = yaml.safe_load(text.replace("${TOKENYARD_ADMIN_KEY}", "adm").replace("${ACME_KEY}", "sk"))
+    document.setdefault("models", {"chat": {"endpoints": [{"url": "http://127.0.0.1:9001/v1"}]}})
+    config = parse_config(document, env={})
     assert isinstance(config, GatewayConfig)
 
 

@@ -272,3 +272,47 @@ def test_top_level_must_be_a_mapping() -> None:
         parse_config(["models"], env={})
     assert caught.value.issues == [("", "expected a mapping at the top of the config, got list")]
     assert str(caught.value) == "expected a mapping at the top of the config, got list"
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        {"key_store": {"path": "/var/lib/tokenyard/keys.db"}},
+        {"jwt": {"issuer": "https://idp", "audience": "tokenyard", "jwks_file": "/etc/jwks.json"}},
+        {"listen": {"host": "0.0.0.0", "tls": {"cert_file": "c", "key_file": "k", "client_ca_file": "ca"}}},
+    ],
+    ids=["key store", "jwt", "mtls"],
+)
+def test_other_credentials_satisfy_the_auth_rule(doc: Doc, credential: Doc) -> None:
+    del doc["keys"]
+    doc["listen"] = {"host": "0.0.0.0"}
+    doc.update(credential)
+    config = parse_config(doc, env={})
+    assert config.auth_enabled and config.keys == ()
+
+
+def test_tls_without_client_ca_is_not_a_credential(doc: Doc) -> None:
+    del doc["keys"]
+    doc["listen"] = {"host": "0.0.0.0", "tls": {"cert_file": "c", "key_file": "k"}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc, env={})
+    assert caught.value.issues[0][0] == "keys"
+
+
+def test_eastwest_section(doc: Doc) -> None:
+    doc["eastwest"] = {
+        "rules": [
+            {
+                "name": "rag",
+                "identities": ["spiffe://prod/ns/rag/*"],
+                "models": ["chat"],
+                "routes": ["/v1/retrieve"],
+                "selector": {"app": "rag"},
+            }
+        ]
+    }
+    config = parse_config(doc, env={})
+    assert config.eastwest is not None
+    rule = config.eastwest.rules[0]
+    assert (rule.identities, rule.models, rule.tools) == (("spiffe://prod/ns/rag/*",), ("chat",), ())
+    assert config.eastwest.gateway.port == 8080
