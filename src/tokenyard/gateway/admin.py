@@ -1,0 +1,57 @@
+"""The admin API: list in-flight requests, abort one. Requires the admin key (``admin.key`` in the config)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from time import monotonic
+
+import msgspec
+from aiohttp import web
+
+from tokenyard.gateway.errors import error_response
+from tokenyard.gateway.services import Gateway
+
+
+def _authorised(gw: Gateway, request: web.Request) -> web.Response | None:
+    """None when the request carries the admin key; else the 401/403 answer."""
+    admin = gw.config.admin
+    if admin is None or not admin.key_sha256:
+        return error_response(403, "the admin API is disabled: set admin.key in the config", "admin_disabled")
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() != "bearer ":
+        return error_response(401, "missing admin key", "missing_api_key")
+    digest = hashlib.sha256(header[7:].strip().encode()).hexdigest()
+    if not hmac.compare_digest(digest, admin.key_sha256.lower()):
+        return error_response(401, "invalid admin key", "invalid_api_key")
+    return None
+
+
+def add_admin_routes(app: web.Application, gw: Gateway) -> None:
+    async def list_requests(request: web.Request) -> web.Response:
+        denied = _authorised(gw, request)
+        if denied is not None:
+            return denied
+        now = monotonic()
+        rows = [{
+            "id": ctx.request_id, "tenant": ctx.tenant, "class": ctx.klass,
+            "model": ctx.parsed.model if ctx.parsed is not None else "", "backend": ctx.backend,
+            "stream": ctx.stream, "age_ms": round((now - ctx.started) * 1000, 1),
+            "ttft_ms": round(ctx.ttft * 1000, 1) if ctx.ttft is not None else None,
+        } for ctx in list(gw.inflight.values())]
+        return web.Response(body=msgspec.json.encode({"requests": rows}), content_type="application/json")
+
+    async def abort_request(request: web.Request) -> web.Response:
+        denied = _authorised(gw, request)
+        if denied is not None:
+            return denied
+        request_id = request.match_info["request_id"]
+        ctx = gw.inflight.get(request_id)
+        if ctx is None:
+            return error_response(404, f"no request {request_id!r} is in flight", "request_not_found")
+        aborted = ctx.cancel("admin", monotonic())
+        return web.Response(body=msgspec.json.encode({"id": request_id, "aborted": aborted}),
+                            content_type="application/json")
+
+    app.router.add_get("/admin/requests", list_requests)
+    app.router.add_post("/admin/requests/{request_id}/abort", abort_request)

@@ -1,0 +1,114 @@
+"""App assembly: routes for the OpenAI API, health, metrics and admin on one aiohttp application.
+
+``build_app(config)`` builds the app and its ``Gateway`` (nothing at import time). ``running_gateway(config)``
+starts one on loopback for tests and the demo. The runner MUST be created with ``handler_cancellation=True``:
+that is how a client disconnect cancels the handler (and so closes the upstream) even while nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from time import monotonic
+
+import msgspec
+from aiohttp import web
+
+from tokenyard.config import GatewayConfig
+from tokenyard.gateway.admin import add_admin_routes
+from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
+from tokenyard.gateway.services import Gateway
+
+GATEWAY_KEY = web.AppKey("tokenyard_gateway", Gateway)
+_JSON = "application/json"
+
+
+def build_app(config: GatewayConfig) -> web.Application:
+    """A ready-to-run gateway app; its ``Gateway`` is ``app[GATEWAY_KEY]``."""
+    gw = Gateway(config)
+    # Bodies above the limit are refused by the validate stage with an OpenAI error (aiohttp's own limit is a
+    # backstop one byte above it).
+    app = web.Application(client_max_size=config.limits.max_body_bytes + 1)
+    app[GATEWAY_KEY] = gw
+    chain = gw.chain
+
+    def operation(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await chain(RequestContext(request, name, monotonic()))
+
+        return handle
+
+    async def models(request: web.Request) -> web.Response:
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "tokenyard"} for name in gw.model_ids()]
+        return web.Response(body=msgspec.json.encode({"object": "list", "data": data}), content_type=_JSON)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
+
+    async def readyz(request: web.Request) -> web.Response:
+        if gw.ready:
+            return web.Response(body=b'{"status":"ready"}', content_type=_JSON)
+        return web.Response(status=503, body=b'{"status":"no healthy upstream"}', content_type=_JSON)
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=gw.metrics.render(), content_type="text/plain", charset="utf-8")
+
+    app.router.add_post("/v1/chat/completions", operation(CHAT))
+    app.router.add_post("/v1/completions", operation(COMPLETION))
+    app.router.add_post("/v1/embeddings", operation(EMBEDDING))
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    add_admin_routes(app, gw)
+
+    async def on_startup(app: web.Application) -> None:
+        await gw.start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await gw.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+class RunningGateway:
+    """A started gateway: ``base_url`` (``http://HOST:PORT``) and its ``Gateway``."""
+
+    def __init__(self, runner: web.AppRunner, site: web.TCPSite, host: str) -> None:
+        self.runner = runner
+        self.gateway: Gateway = runner.app[GATEWAY_KEY]
+        self.port: int = runner.addresses[0][1]
+        self.host = host
+        self.base_url = f"http://{host}:{self.port}"
+
+
+async def start_gateway(config: GatewayConfig, host: str | None = None, port: int | None = None) -> RunningGateway:
+    """Start the gateway on ``host:port`` (default: the config's listener); stop it with ``stop_gateway``."""
+    host = host if host is not None else config.listen.host
+    port = port if port is not None else config.listen.port
+    runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return RunningGateway(runner, site, host)
+
+
+async def stop_gateway(running: RunningGateway) -> None:
+    await running.runner.cleanup()
+
+
+@asynccontextmanager
+async def running_gateway(config: GatewayConfig, host: str = "127.0.0.1", port: int = 0
+                          ) -> AsyncIterator[RunningGateway]:
+    """``async with running_gateway(config) as gw:`` — a gateway on a free loopback port for tests and the demo."""
+    running = await start_gateway(config, host, port)
+    try:
+        yield running
+    finally:
+        await stop_gateway(running)

@@ -1,0 +1,54 @@
+"""``tokenyard serve``: run the gateway until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import msgspec
+
+from tokenyard import runtime
+from tokenyard.config import ConfigError, GatewayConfig, config_for_upstream, load_config
+
+
+def resolve_config(config_path: str | None, upstream: str | None, host: str | None, port: int | None
+                   ) -> GatewayConfig:
+    """The config ``serve`` runs: a file, or ``--upstream`` alone; ``--host``/``--port`` override the listener."""
+    if config_path is not None and upstream is not None:
+        raise click.UsageError("give either --config or --upstream, not both")
+    if config_path is None and upstream is None:
+        raise click.UsageError("give --config FILE or --upstream URL")
+    try:
+        if upstream is not None:
+            return config_for_upstream(upstream, host or "127.0.0.1", 8080 if port is None else port)
+        assert config_path is not None
+        config = load_config(config_path)
+    except ConfigError as exc:
+        lines = "\n".join(f"  {path or '<root>'}: {message}" for path, message in exc.issues)
+        raise click.ClickException(f"invalid configuration:\n{lines}") from exc
+    listen = msgspec.structs.replace(config.listen, host=host or config.listen.host,
+                                     port=config.listen.port if port is None else port)
+    return msgspec.structs.replace(config, listen=listen)
+
+
+async def serve(config: GatewayConfig) -> None:
+    from tokenyard.gateway.app import start_gateway, stop_gateway
+
+    running = await start_gateway(config)
+    print(f"tokenyard serve listening on {running.base_url}", flush=True)
+    try:
+        await runtime.wait_for_shutdown()
+    finally:
+        await stop_gateway(running)
+
+
+@click.command("serve")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--host", default=None, help="Listen address (default: the config's, or 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port; 0 picks a free one (printed).")
+@click.option("--upstream", default=None, help="Front this one OpenAI-compatible server (base URL).")
+def serve_command(config_path: str | None, host: str | None, port: int | None, upstream: str | None) -> None:
+    """Run the gateway."""
+    config = resolve_config(config_path, upstream, host, port)
+    runtime.run(serve(config))
+    sys.stdout.flush()

@@ -1,0 +1,161 @@
+"""The response path: relay an upstream answer to the client, measure it, and close the upstream on any abort.
+
+Streams are passed through chunk by chunk as they arrive (only ``id:`` lines are inserted, see ``sse``), never
+re-serialised; TTFT, inter-token latency and tokens are measured on the way. Whatever ends a request early — the
+client leaving (aiohttp cancels the handler, also while nothing is being written), a write failing, an admin
+abort, the deadline or an upstream timeout — closes the upstream response and its connection at once (it is not
+returned to the pool), so the model server sees the disconnect and stops generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+
+import aiohttp
+from aiohttp import web
+
+from tokenyard.gateway.context import RequestContext
+from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.sse import DONE_PREFIX, SseFramer, find_usage, has_content
+from tokenyard.gateway.watchdog import Watchdog
+from tokenyard.telemetry.metrics import GatewayMetrics, RequestSeries
+
+SSE_CONTENT_TYPE = "text/event-stream"
+_ABORT_STATUS = {"deadline": 504, "upstream_timeout": 504, "admin": 503}
+_ABORT_MESSAGE = {
+    "deadline": "the request's deadline was exceeded",
+    "upstream_timeout": "the upstream did not answer in time",
+    "admin": "the request was aborted by an administrator",
+}
+
+
+def gateway_headers(ctx: RequestContext) -> dict[str, str]:
+    """The ``x-request-id``/``x-tokenyard-*`` response headers known so far."""
+    headers = {"x-request-id": ctx.request_id}
+    if ctx.klass:
+        headers["x-tokenyard-class"] = ctx.klass
+    if ctx.backend:
+        headers["x-tokenyard-backend"] = ctx.backend
+    if ctx.pool is not None:
+        headers["x-tokenyard-queue-ms"] = str(int(ctx.queue_s * 1000))
+    return headers
+
+
+def abort_upstream(ctx: RequestContext, metrics: GatewayMetrics, upstream: aiohttp.ClientResponse | None,
+                   loop: asyncio.AbstractEventLoop) -> str:
+    """Close the upstream at once after a cancellation; record why and how long it took. Returns the reason."""
+    seen = ctx.abort_started or monotonic()
+    if upstream is not None:
+        upstream.close()  # closes the connection itself: never back to the pool half-read
+    reason = ctx.abort_reason or "client_disconnect"
+    if reason == "upstream_timeout":
+        metrics.upstream_aborts.labels(reason).inc()
+    else:
+        metrics.aborts_by_reason[reason].inc()
+    metrics.cancel_latency.observe(monotonic() - seen)
+    return reason
+
+
+def gateway_abort_error(ctx: RequestContext) -> GatewayError:
+    """The error a still-connected client gets when the gateway aborted its request before answering."""
+    task = ctx.task
+    if task is not None:
+        task.uncancel()
+    reason = ctx.abort_reason
+    outcome = "expired" if reason == "deadline" else "error"
+    return GatewayError(_ABORT_STATUS[reason], _ABORT_MESSAGE[reason], reason, outcome=outcome)
+
+
+async def relay_whole(ctx: RequestContext, upstream: aiohttp.ClientResponse, series: RequestSeries) -> web.Response:
+    """Read the whole upstream body (the caller handles cancellation) and answer with it; read its usage."""
+    body = await upstream.read()
+    status = upstream.status
+    if status == 200:
+        usage = find_usage(body)
+        if usage is not None:
+            ctx.prompt_tokens = usage.prompt_tokens
+            ctx.completion_tokens = usage.completion_tokens
+        ctx.outcome = "completed"
+    else:
+        ctx.outcome = "rejected" if status < 500 else "error"
+    ctx.status = status
+    content_type = upstream.headers.get("Content-Type", "application/json")
+    headers = gateway_headers(ctx)
+    headers["Content-Type"] = content_type
+    return web.Response(status=status, body=body, headers=headers)
+
+
+async def relay_stream(ctx: RequestContext, upstream: aiohttp.ClientResponse, series: RequestSeries,
+                       metrics: GatewayMetrics, watchdog: Watchdog) -> web.StreamResponse:
+    """Pass an SSE stream through; end it with an ``error`` event (never ``[DONE]``) if the upstream dies."""
+    loop = watchdog.loop
+    headers = gateway_headers(ctx)
+    headers["Content-Type"] = SSE_CONTENT_TYPE
+    headers["Cache-Control"] = "no-cache"
+    resp = web.StreamResponse(status=200, headers=headers)
+    ctx.status = 200
+    await resp.prepare(ctx.request)
+    framer = SseFramer()
+    done = False
+    content_events = 0
+    usage = None
+    last_token = 0.0
+    itl = series.itl
+    try:
+        try:
+            async for chunk in upstream.content.iter_any():
+                out, events = framer.feed(chunk)
+                tokens_here = 0
+                for event in events:
+                    if event.startswith(DONE_PREFIX):
+                        done = True
+                    elif has_content(event):
+                        tokens_here += 1
+                    elif usage is None:
+                        usage = find_usage(event)
+                await resp.write(out)
+                if tokens_here:
+                    now = monotonic()
+                    if content_events == 0:
+                        ctx.ttft = now - ctx.started
+                        series.ttft.observe(ctx.ttft)
+                        watchdog.got_first = True
+                    else:
+                        itl.observe(now - last_token)
+                    last_token = watchdog.last = now
+                    content_events += tokens_here
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            done = False
+        except asyncio.CancelledError:
+            abort_upstream(ctx, metrics, upstream, loop)
+            ctx.completion_tokens = content_events
+            if not ctx.abort_reason:
+                ctx.outcome = "client_aborted"
+                raise
+            gateway_abort_error(ctx)  # uncancels; the client is still here and gets an error event
+            ctx.outcome = "expired" if ctx.abort_reason == "deadline" else "error"
+            await resp.write(framer.error_event(_ABORT_MESSAGE[ctx.abort_reason], ctx.abort_reason))
+            return resp
+        if usage is not None:
+            ctx.prompt_tokens = usage.prompt_tokens
+            ctx.completion_tokens = usage.completion_tokens
+        else:
+            ctx.completion_tokens = content_events
+        if done:
+            ctx.outcome = "completed"
+            await resp.write_eof()
+        else:
+            upstream.close()
+            ctx.outcome = "upstream_interrupted"
+            await resp.write(framer.error_event("the upstream closed the stream before it was complete",
+                                                "upstream_interrupted"))
+            await resp.write_eof()
+    except ConnectionResetError:
+        # A write to the client failed: it left between two chunks (before aiohttp noticed and cancelled us).
+        if upstream is not None and not upstream.closed:
+            abort_upstream(ctx, metrics, upstream, loop)
+        ctx.outcome = "client_aborted"
+        if ctx.completion_tokens == 0:
+            ctx.completion_tokens = content_events
+    return resp

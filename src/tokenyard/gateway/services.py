@@ -1,0 +1,94 @@
+"""``Gateway``: the long-lived parts of one gateway instance, built once from config and shared by the stages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from tokenyard.config import PASS_THROUGH_MODEL, GatewayConfig
+from tokenyard.gateway.context import RequestContext
+from tokenyard.gateway.stages.chain import Next, build_chain
+from tokenyard.telemetry.access_log import AccessLog
+from tokenyard.telemetry.metrics import GatewayMetrics
+from tokenyard.traffic.router import Router
+from tokenyard.upstream.client import UpstreamClient
+from tokenyard.upstream.pools import Pool, build_pools
+
+log = logging.getLogger("tokenyard.gateway")
+PROBE_INTERVAL_S = 2.0
+
+
+class Gateway:
+    """Config, metrics, upstream client, pools, router, in-flight requests and the composed stage chain."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.metrics = GatewayMetrics()
+        self.client = UpstreamClient(config.timeouts)
+        self.pools: dict[str, Pool] = build_pools(config.models, self.metrics)
+        self.router = Router(self.client, max_attempts=min(2, config.retries.attempts))
+        self.inflight: dict[str, RequestContext] = {}
+        self.access_log = AccessLog(config.access_log) if config.access_log.enabled else None
+        self.chain: Next = build_chain(self)
+        self._prober: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the connection pool, learn the pass-through pool's models, start the health prober."""
+        await self.client.start()
+        await self.discover_models()
+        self._prober = asyncio.create_task(self._probe_forever(), name="tokenyard-health-prober")
+
+    async def close(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
+            self._prober = None
+        await self.client.close()
+        if self.access_log is not None:
+            self.access_log.close()
+
+    async def discover_models(self) -> None:
+        """``GET /v1/models`` of every endpoint of the ``*`` pool: the names it then accepts."""
+        pool = self.pools.get(PASS_THROUGH_MODEL)
+        if pool is None:
+            return
+        names: set[str] = set()
+        for endpoint in pool.endpoints:
+            try:
+                names.update(await self.client.list_models(endpoint.url))
+            except Exception as exc:  # an unreachable upstream must not stop the gateway from starting
+                log.warning("could not list the models of %s: %s", endpoint.url, exc)
+                endpoint.mark(False)
+        pool.known_models = frozenset(names) if names else None
+
+    def model_ids(self) -> list[str]:
+        """The model names clients may send: configured names, and what the pass-through pool's upstreams list."""
+        ids = [name for name in self.config.models if name != PASS_THROUGH_MODEL]
+        pool = self.pools.get(PASS_THROUGH_MODEL)
+        if pool is not None and pool.known_models:
+            ids.extend(sorted(n for n in pool.known_models if n not in self.config.models))
+        return ids
+
+    @property
+    def ready(self) -> bool:
+        return any(pool.healthy for pool in self.pools.values())
+
+    async def _probe_forever(self) -> None:
+        """Bring unhealthy endpoints back: ask each one's ``/models`` every ``PROBE_INTERVAL_S``."""
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            seen = set()
+            for pool in self.pools.values():
+                for endpoint in pool.endpoints:
+                    if endpoint.healthy or id(endpoint) in seen:
+                        continue
+                    seen.add(id(endpoint))
+                    try:
+                        await self.client.list_models(endpoint.url, timeout_s=1.0)
+                    except Exception:  # still down
+                        continue
+                    endpoint.mark(True)
+            if self.pools.get(PASS_THROUGH_MODEL) is not None and self.pools[PASS_THROUGH_MODEL].known_models is None:
+                await self.discover_models()

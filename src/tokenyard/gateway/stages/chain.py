@@ -1,0 +1,64 @@
+"""The stage type and the chain builder.
+
+A stage is ``async def stage(ctx, call_next) -> web.StreamResponse``: it may look at or fill ``ctx``, answer by
+itself (return a response or raise ``GatewayError``), or ``return await call_next(ctx)``. The chain is composed
+once at start-up; the terminal handler (``forward``) takes only ``ctx``.
+
+To add a stage (rate limit, admission, degrade, cache ...), write a factory ``def my_stage(gw) -> Stage`` in
+``gateway/stages/`` and add ONE line to the list in ``build_stages``, at its place in the order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from tokenyard.gateway.context import RequestContext
+
+if TYPE_CHECKING:
+    from tokenyard.gateway.services import Gateway
+
+Next = Callable[[RequestContext], Awaitable[web.StreamResponse]]
+Stage = Callable[[RequestContext, Next], Awaitable[web.StreamResponse]]
+
+
+def compose(stages: Sequence[Stage], terminal: Next) -> Next:
+    """``stages[0]`` outermost, ``terminal`` innermost; one closure per stage, built once."""
+    handler = terminal
+    for stage in reversed(stages):
+        handler = _bind(stage, handler)
+    return handler
+
+
+def _bind(stage: Stage, call_next: Next) -> Next:
+    async def handler(ctx: RequestContext) -> web.StreamResponse:
+        return await stage(ctx, call_next)
+
+    return handler
+
+
+def build_stages(gw: Gateway) -> list[Stage]:
+    """The stage order of ARCHITECTURE.md; error handling, request id and access log are outermost."""
+    from tokenyard.gateway.stages.auth import auth_stage
+    from tokenyard.gateway.stages.classify import classify_stage
+    from tokenyard.gateway.stages.model import model_stage
+    from tokenyard.gateway.stages.observe import observe_stage
+    from tokenyard.gateway.stages.validate import validate_stage
+
+    return [
+        observe_stage(gw),  # request id, error mapping, metrics, access log
+        auth_stage(gw),
+        validate_stage(gw),
+        classify_stage(gw),
+        model_stage(gw),
+        # rate limit, cache lookup, degrade and admission stages go here, in that order
+    ]
+
+
+def build_chain(gw: Gateway) -> Next:
+    """The whole request path of one gateway: its stages around the terminal ``forward``."""
+    from tokenyard.gateway.stages.forward import forward_terminal
+
+    return compose(build_stages(gw), forward_terminal(gw))

@@ -1,0 +1,66 @@
+"""Classify: the traffic class (the tenant's, or ``x-tokenyard-class`` when allowed) and the client's deadline."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from tokenyard.gateway.context import RequestContext
+from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.stages.chain import Next, Stage
+
+if TYPE_CHECKING:
+    from tokenyard.gateway.services import Gateway
+
+
+def parse_deadline_ms(value: str) -> float:
+    """A positive, finite number of milliseconds; ``GatewayError`` 400 otherwise."""
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = -1.0
+    if not math.isfinite(ms) or ms <= 0:
+        raise GatewayError(400, f"x-tokenyard-deadline-ms must be a positive number of milliseconds, got {value!r}",
+                           "invalid_deadline", param="x-tokenyard-deadline-ms")
+    return ms
+
+
+def allowed_classes(gw: Gateway, ctx: RequestContext) -> tuple[str, ...] | None:
+    """The classes the caller may ask for (None: any configured class, when auth is off)."""
+    if ctx.key is not None and ctx.key.classes is not None:
+        return ctx.key.classes
+    if ctx.tenant_config is not None:
+        return ctx.tenant_config.classes
+    return None if ctx.key is None else ()
+
+
+def classify_stage(gw: Gateway) -> Stage:
+    config = gw.config
+    classes = config.classes
+    default_class = config.default_class
+    request_s = config.timeouts.request_ms / 1000.0 if config.timeouts.request_ms else None
+
+    async def classify(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+        headers = ctx.request.headers
+        asked = headers.get("x-tokenyard-class")
+        if asked is not None:
+            allowed = allowed_classes(gw, ctx)
+            if asked not in classes or (allowed is not None and asked not in allowed):
+                raise GatewayError(403, f"traffic class {asked!r} is not allowed for this key", "class_not_allowed",
+                                   param="x-tokenyard-class")
+            ctx.klass = asked
+        elif ctx.tenant_config is not None and ctx.tenant_config.default_class:
+            ctx.klass = ctx.tenant_config.default_class
+        else:
+            ctx.klass = default_class
+        deadline_header = headers.get("x-tokenyard-deadline-ms")
+        if deadline_header is not None:
+            ctx.deadline = ctx.started + parse_deadline_ms(deadline_header) / 1000.0
+        if request_s is not None:
+            own = ctx.started + request_s
+            ctx.deadline = own if ctx.deadline is None else min(ctx.deadline, own)
+        return await call_next(ctx)
+
+    return classify

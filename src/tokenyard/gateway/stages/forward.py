@@ -1,0 +1,72 @@
+"""The terminal handler: open the upstream request through the router, then relay the answer.
+
+Every early end closes the upstream at once: a cancellation while the router waits for the response head, while
+a non-streaming body is read, or while a stream is relayed (``relay``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
+from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.relay import abort_upstream, gateway_abort_error, relay_stream, relay_whole
+from tokenyard.gateway.stages.chain import Next
+from tokenyard.gateway.watchdog import Watchdog
+from tokenyard.traffic.router import Attempt, NoUpstream
+
+if TYPE_CHECKING:
+    from tokenyard.gateway.services import Gateway
+
+PATHS = {CHAT: "/chat/completions", COMPLETION: "/completions", EMBEDDING: "/embeddings"}
+
+
+def forward_terminal(gw: Gateway) -> Next:
+    router = gw.router
+    metrics = gw.metrics
+    timeouts = gw.config.timeouts
+    first_s = timeouts.first_token_ms / 1000.0
+    idle_s = timeouts.idle_ms / 1000.0
+
+    async def forward(ctx: RequestContext) -> web.StreamResponse:
+        assert ctx.pool is not None
+        loop = asyncio.get_running_loop()
+        series = metrics.series(ctx.model, ctx.klass)
+        headers = {"Content-Type": "application/json", "x-request-id": ctx.request_id}
+        watchdog = Watchdog(ctx, loop, first_s, idle_s)
+        attempt: Attempt | None = None
+        try:
+            try:
+                attempt = await router.open(ctx.pool, PATHS[ctx.operation], ctx.body, headers)
+            except NoUpstream as exc:
+                raise GatewayError(503, exc.message, "no_healthy_upstream") from exc
+            ctx.backend = attempt.endpoint.name
+            upstream = attempt.response
+            if ctx.stream and upstream.status == 200:
+                return await relay_stream(ctx, upstream, series, metrics, watchdog)
+            return await relay_whole(ctx, upstream, series)
+        except asyncio.CancelledError:
+            if ctx.outcome:  # the relay already handled it
+                raise
+            abort_upstream(ctx, metrics, attempt.response if attempt else None, loop)
+            if not ctx.abort_reason:
+                ctx.outcome = "client_aborted"
+                raise
+            raise gateway_abort_error(ctx) from None
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            # The upstream died while a non-streaming body was read: nothing reached the client yet.
+            if attempt is not None:
+                attempt.response.close()
+            raise GatewayError(503, f"upstream {ctx.backend} failed while answering: {type(exc).__name__}",
+                               "upstream_failed", outcome="error") from exc
+        finally:
+            watchdog.stop()
+            if attempt is not None:
+                attempt.response.release()
+                attempt.finish()
+
+    return forward

@@ -1,0 +1,49 @@
+"""Model -> pool: find the pool serving the requested model name (404 when none), check the key may use it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+from aiohttp import web
+
+from tokenyard.config import PASS_THROUGH_MODEL
+from tokenyard.gateway.context import RequestContext
+from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.stages.chain import Next, Stage
+
+if TYPE_CHECKING:
+    from tokenyard.gateway.services import Gateway
+
+
+def rename_model(body: bytes, model: str) -> bytes:
+    """The body with its ``model`` replaced (only used when a pool sets ``upstream_model``)."""
+    document = msgspec.json.decode(body)
+    document["model"] = model
+    return msgspec.json.encode(document)
+
+
+def model_stage(gw: Gateway) -> Stage:
+    pools = gw.pools
+    pass_through = pools.get(PASS_THROUGH_MODEL)
+
+    async def route_model(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+        assert ctx.parsed is not None
+        name = ctx.parsed.model
+        if ctx.key is not None and ctx.key.models is not None and name not in ctx.key.models:
+            raise GatewayError(403, f"this key may not use model {name!r}", "model_not_allowed", param="model")
+        pool = pools.get(name)
+        if pool is None:
+            pool = pass_through
+            if pool is None or (pool.known_models is not None and name not in pool.known_models):
+                raise GatewayError(404, f"the model {name!r} does not exist", "model_not_found", param="model")
+        ctx.pool = pool
+        # Metric labels stay bounded: a name is a label only when configured or listed by an upstream.
+        ctx.model = name if pool.name != PASS_THROUGH_MODEL or pool.known_models is not None else PASS_THROUGH_MODEL
+        upstream_model = pool.config.upstream_model
+        if upstream_model is not None and upstream_model != name:
+            ctx.upstream_model = upstream_model
+            ctx.body = rename_model(ctx.body, upstream_model)
+        return await call_next(ctx)
+
+    return route_model

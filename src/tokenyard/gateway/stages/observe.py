@@ -1,0 +1,80 @@
+"""The outermost stage: request id, error mapping, in-flight registration, metrics and the access log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from tokenyard.gateway.context import RequestContext
+from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.relay import gateway_headers
+from tokenyard.gateway.stages.chain import Next, Stage
+
+if TYPE_CHECKING:
+    from tokenyard.gateway.services import Gateway
+
+MAX_REQUEST_ID = 128
+log = logging.getLogger("tokenyard.gateway")
+
+
+def _acceptable_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable()
+
+
+def observe_stage(gw: Gateway) -> Stage:
+    prefix = os.urandom(4).hex()
+    counter = 0
+    metrics = gw.metrics
+    access_log = gw.access_log
+
+    async def observe(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+        nonlocal counter
+        given = ctx.request.headers.get("x-request-id")
+        if given is not None and _acceptable_id(given):
+            ctx.request_id = given
+        else:
+            counter += 1
+            ctx.request_id = f"{prefix}-{counter}"
+        ctx.task = asyncio.current_task()
+        gw.inflight[ctx.request_id] = ctx
+        try:
+            try:
+                response = await call_next(ctx)
+            except GatewayError as exc:
+                ctx.status = exc.status
+                ctx.outcome = exc.outcome
+                response = exc.response()
+            except asyncio.CancelledError:
+                if not ctx.outcome:
+                    ctx.outcome = "client_aborted"
+                ctx.status = ctx.status or 499
+                raise
+            except Exception:
+                log.exception("request %s failed", ctx.request_id)
+                error = GatewayError(500, "internal gateway error", "internal_error")
+                ctx.status = 500
+                ctx.outcome = "error"
+                response = error.response()
+            if not response.prepared:
+                response.headers.update(gateway_headers(ctx))
+            return response
+        finally:
+            if gw.inflight.get(ctx.request_id) is ctx:
+                del gw.inflight[ctx.request_id]
+            end = monotonic()
+            series = metrics.series(ctx.model, ctx.klass)
+            series.outcomes[ctx.outcome or "error"].inc()
+            series.duration.observe(end - ctx.started)
+            if ctx.prompt_tokens:
+                series.prompt_tokens.inc(ctx.prompt_tokens)
+            if ctx.completion_tokens:
+                series.completion_tokens.inc(ctx.completion_tokens)
+            if access_log is not None:
+                access_log.write(ctx, end)
+
+    return observe

@@ -1,0 +1,52 @@
+"""One timer per request for the upstream phase: time to first token, idle gap between tokens, the deadline.
+
+Times are ``time.monotonic()`` (uvloop's ``loop.time()`` is cached at millisecond resolution). A single
+timer handle is rescheduled only when it fires (not per chunk): the relay just stores the time of
+the last token in ``last``. When a limit is passed the request is cancelled through ``RequestContext.cancel``,
+the same path as a client disconnect, so the upstream request is closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+
+from tokenyard.gateway.context import RequestContext
+
+
+class Watchdog:
+    """Cancels ``ctx`` when the first token (``first_s``), the next token (``idle_s``) or the deadline is late."""
+
+    __slots__ = ("_handle", "ctx", "deadline", "first_s", "got_first", "idle_s", "last", "loop")
+
+    def __init__(self, ctx: RequestContext, loop: asyncio.AbstractEventLoop, first_s: float, idle_s: float) -> None:
+        self.ctx = ctx
+        self.loop = loop
+        self.first_s = first_s
+        self.idle_s = idle_s
+        self.deadline = ctx.deadline
+        self.last = monotonic()
+        self.got_first = False
+        self._handle: asyncio.TimerHandle | None = None
+        self._schedule(self.last + first_s)
+
+    def _schedule(self, due: float) -> None:
+        if self.deadline is not None and self.deadline < due:
+            due = self.deadline
+        self._handle = self.loop.call_later(max(0.0, due - monotonic()), self._fire)
+
+    def _fire(self) -> None:
+        now = monotonic()
+        if self.deadline is not None and now >= self.deadline:
+            self.ctx.cancel("deadline", now)
+            return
+        due = self.last + (self.idle_s if self.got_first else self.first_s)
+        if now >= due:
+            self.ctx.cancel("upstream_timeout", now)
+            return
+        self._schedule(due)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

@@ -1,0 +1,1 @@
+"""Telemetry: every metric in one module (``metrics``), the JSON access log, optional OpenTelemetry tracing."""

@@ -1,0 +1,66 @@
+"""The upstream HTTP client: one pooled keep-alive aiohttp session per gateway, timeouts made for streaming.
+
+There is deliberately no total timeout: a long stream must not be cut. Connect has its own timeout here; time to
+first token and the idle gap between chunks are enforced by the relay's watchdog, and the request's own deadline
+by the router (see ``tokenyard.gateway.watchdog``).
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import msgspec
+
+from tokenyard.config import TimeoutsConfig
+
+
+class _Model(msgspec.Struct):
+    id: str
+
+
+class _ModelList(msgspec.Struct):
+    data: list[_Model]
+
+
+class UpstreamClient:
+    """Sends requests to upstream endpoints over a shared keep-alive connection pool."""
+
+    def __init__(self, timeouts: TimeoutsConfig) -> None:
+        self.timeouts = timeouts
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connect_s = self.timeouts.connect_ms / 1000.0
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30.0,
+                                         enable_cleanup_closed=False, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, connect=connect_s, sock_connect=connect_s, sock_read=None),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("UpstreamClient.start() was not awaited")
+        return self._session
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """Send ``body`` and wait for the response head. The caller must ``close()`` or ``release()`` it.
+
+        A cancellation while waiting closes the connection (aiohttp does not return it to the pool).
+        """
+        return await self.session.post(url, data=body, headers=headers, allow_redirects=False)
+
+    async def list_models(self, base_url: str, timeout_s: float = 5.0) -> list[str]:
+        """The model ids ``GET {base_url}/models`` lists; raises on any failure."""
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with self.session.get(base_url + "/models", timeout=timeout) as resp:
+            resp.raise_for_status()
+            listing = msgspec.json.decode(await resp.read(), type=_ModelList)
+        return [m.id for m in listing.data]
