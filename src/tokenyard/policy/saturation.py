@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,19 @@ class SaturationSettings:
     stale_after_s: float = 2.0
     stale_value: float = 1.0
     empty_pool_value: float = 1.0
+
+
+class LoadSample(Protocol):
+    """Anything with the scraped fields (``ScrapedLoad`` here, ``upstream.scrape``'s ``BackendLoad``)."""
+
+    @property
+    def waiting(self) -> float: ...
+
+    @property
+    def kv_usage(self) -> float: ...
+
+    @property
+    def scraped_at(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +70,7 @@ class InstantLoad:
         return max(parts)
 
 
-def scraped_saturation(load: ScrapedLoad | None, now: float, settings: SaturationSettings) -> float:
+def scraped_saturation(load: LoadSample | None, now: float, settings: SaturationSettings) -> float:
     """``max(waiting / 5, kv / 0.8)``, or the stale value when missing or too old."""
     if load is None or load.scraped_at is None or now - load.scraped_at > settings.stale_after_s:
         return settings.stale_value
@@ -64,7 +78,7 @@ def scraped_saturation(load: ScrapedLoad | None, now: float, settings: Saturatio
 
 
 def endpoint_saturation(
-    load: ScrapedLoad | None,
+    load: LoadSample | None,
     now: float,
     settings: SaturationSettings,
     instant: InstantLoad | None = None,

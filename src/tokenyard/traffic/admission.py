@@ -84,6 +84,7 @@ class _Pool:
     predictor: TtftPredictor
     limits: dict[str, AdaptiveLimit] = field(default_factory=dict)
     endpoint_inflight: Counter[str] = field(default_factory=Counter)
+    endpoint_tokens: Counter[str] = field(default_factory=Counter)
     inflight: int = 0
     waiters: dict[str, _Waiter] = field(default_factory=dict)
     timer: asyncio.TimerHandle | None = None
@@ -107,15 +108,24 @@ class Lease:
         self.queue_wait_s = queue_wait_s
         self.endpoint: str | None = None
         self.released = False
+        # Tokens this request may hold on its endpoint: the instant saturation signal counts them.
+        self._tokens = ticket.prompt_tokens + (ticket.max_tokens if ticket.max_tokens is not None
+                                               else controller.settings.output_cap)
 
     def bind_endpoint(self, endpoint: str) -> None:
         """The router picked ``endpoint``: count the request against that endpoint's limit."""
         if self.released or self.endpoint == endpoint:
             return
-        if self.endpoint is not None:
-            self._pool.endpoint_inflight[self.endpoint] -= 1
+        self._unbind()
         self.endpoint = endpoint
         self._pool.endpoint_inflight[endpoint] += 1
+        self._pool.endpoint_tokens[endpoint] += self._tokens
+
+    def _unbind(self) -> None:
+        if self.endpoint is not None:
+            self._pool.endpoint_inflight[self.endpoint] -= 1
+            self._pool.endpoint_tokens[self.endpoint] -= self._tokens
+            self.endpoint = None
 
     def record_ttft(self, ttft_s: float) -> None:
         """Time to first token: trains the deadline predictor and is the adaptive limit's delay sample."""
@@ -134,8 +144,7 @@ class Lease:
         if self.released:
             return
         self.released = True
-        if self.endpoint is not None:
-            self._pool.endpoint_inflight[self.endpoint] -= 1
+        self._unbind()
         self._controller._release(self._pool)
 
     async def __aenter__(self) -> Lease:
@@ -255,6 +264,13 @@ class AdmissionController:
             }
         return {"pools": pools, "depth": dict(totals)}
 
+    def endpoint_inflight(self, pool: str, endpoint: str) -> tuple[int, int]:
+        """(requests, tokens) in flight on ``endpoint`` through this gateway: the instant saturation signal."""
+        state = self._pools.get(pool)
+        if state is None:
+            return 0, 0
+        return state.endpoint_inflight.get(endpoint, 0), state.endpoint_tokens.get(endpoint, 0)
+
     def depth(self, klass: str) -> int:
         return sum(pool.queue.depth_by_class().get(klass, 0) for pool in self._pools.values())
 
@@ -340,6 +356,10 @@ class AdmissionController:
             if entry is None:
                 break
             waiter = pool.waiters.pop(entry.entry_id)
+            if waiter.future.done():
+                # Its task was cancelled and has not run its cleanup yet: the slot goes to the next one.
+                self._emit_cancelled(pool, waiter.ticket, now - entry.enqueued_at)
+                continue
             if waiter.ticket.tier in self.settings.slo_reject_tiers or waiter.client_bound:
                 verdict = pool.predictor.check(0, waiter.budget_at - now)
                 if not verdict.ok:
@@ -369,9 +389,12 @@ class AdmissionController:
         waiter = pool.waiters.pop(ticket.request_id, None)
         if waiter is not None:
             pool.queue.remove(ticket.request_id)
-            self._emit(AdmissionEvent(CANCELLED, ticket.request_id, ticket.klass, pool.name, "client_cancel",
-                                      self._clock() - waiter.entry.enqueued_at, None))
+            self._emit_cancelled(pool, ticket, self._clock() - waiter.entry.enqueued_at)
             self._arm_timer(pool)
+
+    def _emit_cancelled(self, pool: _Pool, ticket: AdmissionTicket, waited: float) -> None:
+        self._emit(AdmissionEvent(CANCELLED, ticket.request_id, ticket.klass, pool.name, "client_cancel",
+                                  waited, None))
 
     def _on_ttft(self, pool: _Pool, endpoint: str | None, ttft_s: float) -> None:
         pool.predictor.observe_ttft(ttft_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections.abc import Callable
 
 import pytest
@@ -147,18 +148,46 @@ async def test_cancel_after_grant_releases_the_lease() -> None:
     again.release()
 
 
+async def test_release_between_cancel_and_cleanup_skips_the_cancelled_waiter() -> None:
+    events: list[AdmissionEvent] = []
+    ctl = controller(capacity=1, events=events)
+    holder = await ctl.admit(ticket())
+    cancelled = asyncio.create_task(ctl.admit(ticket()))
+    nxt = ticket()
+    follower = asyncio.create_task(ctl.admit(nxt))
+    await settle()
+    cancelled.cancel()  # its future is cancelled now; its cleanup runs only when the task next runs
+    holder.release()  # the slot must skip the cancelled waiter and go to the follower
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    lease = await asyncio.wait_for(follower, 5)
+    assert lease.ticket.request_id == nxt.request_id
+    assert ctl.snapshot()["pools"]["chat"]["inflight"] == 1
+    lease.release()
+    assert ctl.snapshot()["pools"]["chat"]["inflight"] == 0 and ctl.snapshot()["depth"] == {}
+    assert sum(e.kind == CANCELLED for e in events) == 1
+
+
 async def test_cancellation_storm_leaks_nothing() -> None:
+    for round_ in range(5):
+        await _storm(round_)
+
+
+async def _storm(seed: int) -> None:
     ctl = controller(capacity=3)
     tasks = []
-    for i in range(60):
+    for i in range(60 + seed):
         async def use(i: int = i) -> None:
             async with await ctl.admit(ticket(("premium", "standard", "batch")[i % 3], tenant=f"t{i % 4}")):
                 await asyncio.sleep(0.001 * (i % 5))
         tasks.append(asyncio.create_task(use()))
-    await asyncio.sleep(0.003)
-    for task in tasks[::2]:
-        task.cancel()
-    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+    rng = random.Random(seed)
+    for _ in range(6):  # cancel at several moments: queued, just granted, inside the body
+        await asyncio.sleep(rng.choice([0, 0.001, 0.002]))
+        for task in rng.sample(tasks, 6):
+            task.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+    assert all(r is None or isinstance(r, asyncio.CancelledError) for r in results), results
     snap = ctl.snapshot()
     assert snap["pools"]["chat"]["inflight"] == 0 and snap["depth"] == {}
 
