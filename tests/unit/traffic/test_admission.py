@@ -294,3 +294,25 @@ async def test_endpoint_limits_and_backoff() -> None:
     lease.settle(prompt_tokens=100, completion_tokens=50)
     lease.release()
     assert ctl.snapshot()["pools"]["chat"]["endpoints"]["a"]["inflight"] == 0
+
+
+async def test_quiet_tenant_keeps_its_share_against_a_flood() -> None:
+    ctl = controller(capacity=1)
+    holder = await ctl.admit(ticket())
+    order: list[str] = []
+
+    async def use(t: AdmissionTicket) -> None:
+        lease = await ctl.admit(t)
+        order.append(t.tenant)
+        await asyncio.sleep(0)
+        lease.release()
+
+    tasks = [asyncio.create_task(use(ticket(tenant="flood", prompt_tokens=2000))) for _ in range(40)]
+    await settle()
+    tasks += [asyncio.create_task(use(ticket(tenant="quiet", prompt_tokens=2000))) for _ in range(10)]
+    await settle()
+    holder.release()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert order.count("quiet") == 10
+    # arrived after 40 flood requests, yet all of quiet's requests are served within the first 22
+    assert max(i for i, tenant in enumerate(order) if tenant == "quiet") < 22
