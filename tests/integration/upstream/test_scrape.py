@@ -82,3 +82,39 @@ async def test_unreachable_endpoint_counts_failures_and_goes_stale(unused_port: 
         scraper.start()
         await wait_until(lambda: scraper.failures["down"] >= 3)
         await scraper.stop()
+
+
+async def test_scrapes_the_simulator_under_load() -> None:
+    """Against the real simulator: queued and running requests show up, prefix-cache counters move."""
+    testing = pytest.importorskip("tokenyard.sim.testing")
+    async with (
+        testing.running_sim(profile="fast", seed=0, max_num_seqs=2, itl_ms=10.0) as sim,
+        aiohttp.ClientSession() as session,
+    ):
+        url = sim.base_url + "/v1"
+        scraper = LoadScraper(session, {"sim": metrics_url(url)}, ScrapeConfig(interval_s=0.05))
+        idle = await scraper.scrape_once("sim")
+        assert idle is not None and idle.running == 0 and idle.waiting == 0
+
+        async def one() -> None:
+            body = {"model": sim.model, "prompt": "hello " * 50, "max_tokens": 40}
+            async with session.post(url + "/completions", json=body) as resp:
+                assert resp.status == 200
+                await resp.read()
+
+        requests = [asyncio.create_task(one()) for _ in range(5)]
+        try:
+            seen = []
+            for _ in range(300):
+                load = await scraper.scrape_once("sim")
+                if load is not None:
+                    seen.append(load)
+                    if load.running == 2 and load.waiting >= 1:
+                        break
+                await asyncio.sleep(0.01)
+            assert any(s.running == 2 and s.waiting >= 1 for s in seen), seen[-3:]
+        finally:
+            await asyncio.wait_for(asyncio.gather(*requests), timeout=60)
+        final = await scraper.scrape_once("sim")
+        assert final is not None and final.running == 0
+        assert final.prefix_cache_queries is not None and final.prefix_cache_queries > 0
