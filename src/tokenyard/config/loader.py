@@ -51,8 +51,11 @@ def parse_config(mapping: Any, env: Mapping[str, str] | None = None) -> GatewayC
     if not isinstance(mapping, dict):
         raise ConfigError([("", f"expected a mapping at the top of the config, got {type(mapping).__name__}")])
     issues: list[tuple[str, str]] = []
-    document = substitute(mapping, os.environ if env is None else env, "", issues)
-    sections = decode_sections(document, issues)
+    try:
+        document = substitute(mapping, os.environ if env is None else env, "", issues)
+        sections = decode_sections(document, issues)
+    except RecursionError:
+        raise ConfigError([("", "the config is nested too deeply")]) from None
     if issues:
         raise ConfigError(issues)
     config = _normalise(GatewayConfig(**sections), issues)

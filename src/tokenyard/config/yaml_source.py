@@ -52,7 +52,11 @@ def read_yaml(path: Path) -> Any:
         raise ConfigFileError([("", f"cannot read {path}: {reason}")]) from error
     protected, restore = _protect_references(text)
     try:
-        return restore(yaml.load(protected, Loader=_StrictLoader))  # a SafeLoader subclass
+        document = yaml.load(protected, Loader=_StrictLoader)  # a SafeLoader subclass
+        _check_expanded_size(document, path)
+        return restore(document)
+    except RecursionError:
+        raise ConfigFileError([("", f"{path}: nested too deeply")]) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown position"
@@ -60,6 +64,24 @@ def read_yaml(path: Path) -> Any:
         raise ConfigFileError([("", f"{path}: YAML syntax error at {where}: {problem}")]) from error
     except yaml.YAMLError as error:
         raise ConfigFileError([("", f"{path}: invalid YAML: {error}")]) from error
+
+
+MAX_EXPANDED_NODES = 200_000
+
+
+def _check_expanded_size(document: Any, path: Path) -> None:
+    """Refuse documents whose aliases expand to a huge tree ("billion laughs"): every later pass walks it."""
+    budget = MAX_EXPANDED_NODES
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ConfigFileError([("", f"{path}: more than {MAX_EXPANDED_NODES} values once aliases are expanded")])
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def _protect_references(text: str) -> tuple[str, Any]:

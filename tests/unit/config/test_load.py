@@ -252,3 +252,35 @@ def test_picker_options(doc: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(doc, env={})
     assert caught.value.issues[0][0] == "models.chat.picker_options.load_bound"
+
+
+def test_alias_bombs_are_refused(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigFileError, match="aliases are expanded"):
+        load_config(path, env={})
+
+
+def test_deep_nesting_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("models: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError):
+        load_config(path, env={})
+    nested: Any = []
+    for _ in range(5000):
+        nested = [nested]
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        parse_config({"models": nested}, env={})
+
+
+def test_yaml_anchors_for_reuse_work(tmp_path: Path) -> None:
+    path = tmp_path / "anchors.yaml"
+    path.write_text(
+        "models:\n"
+        "  a: {endpoints: &pool [{url: http://127.0.0.1:1/v1}, {url: http://127.0.0.1:2/v1}]}\n"
+        "  b: {endpoints: *pool, picker: p2c}\n"
+    )
+    config = load_config(path, env={})
+    assert config.models["a"].endpoints == config.models["b"].endpoints
