@@ -32,7 +32,7 @@ def decode_body(body: bytes, target: type[T], max_body_bytes: int) -> T:
         raise RequestInvalid(
             413, f"request body is {len(body)} bytes, the limit is {max_body_bytes}", None, "request_too_large"
         )
-    if not body.strip():
+    if not body or body.isspace():
         raise RequestInvalid(400, "request body is empty: expected a JSON object", None, "invalid_json")
     if not body.isascii():
         # msgspec checks the strings it decodes, not the fields it skips; the raw body is forwarded upstream,
