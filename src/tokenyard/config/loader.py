@@ -16,6 +16,7 @@ from tokenyard.config.gateway import GatewayConfig
 from tokenyard.config.models import PASS_THROUGH_MODEL
 from tokenyard.config.validate import (
     check_auth_rule,
+    check_distinct_listeners,
     check_eastwest,
     check_jwt,
     check_listen,
@@ -84,6 +85,8 @@ def _normalise(config: GatewayConfig, issues: list[tuple[str, str]]) -> GatewayC
     check_state(config.state, issues)
     check_listen(config.listen, "listen", issues)
     admin = normalise_admin(config.admin, issues) if config.admin is not None else None
+    if admin is not None and admin.listen is not None:
+        check_distinct_listeners(config.listen, admin.listen, issues)
     classes = config.classes
     default_class = resolve_default_class(config.default_class, classes, issues)
     models = normalise_models(config.models, issues)

@@ -37,6 +37,12 @@ def check_listen(listen: ListenConfig, path: str, issues: Issues) -> None:
         issues.append((join_path(path, "host"), "must not be empty"))
 
 
+def check_distinct_listeners(main: ListenConfig, admin: ListenConfig, issues: Issues) -> None:
+    """The admin listener cannot take the main listener's address (port 0 picks a free port for each)."""
+    if admin.port != 0 and (admin.host, admin.port) == (main.host, main.port):
+        issues.append(("admin.listen.port", f"{admin.host}:{admin.port} is already the main listener's address"))
+
+
 def normalise_admin(admin: AdminConfig, issues: Issues) -> AdminConfig:
     """Exactly one of key/key_sha256; the result keeps only the digest."""
     digest = _digest_of(admin.key, admin.key_sha256, "admin", issues)

@@ -201,6 +201,12 @@ CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
         "admin.listen.prt",
         "unknown key",
     ),
+    (
+        "admin on the main address",
+        setting("admin", {"key": "a", "listen": {"host": "127.0.0.1", "port": 8080}}),
+        "admin.listen.port",
+        "already the main listener's address",
+    ),
     ("zero connect timeout", setting("timeouts.connect_ms", 0), "timeouts.connect_ms", ">= 1"),
     ("budget ratio above 1", setting("retries.budget_ratio", 1.5), "retries.budget_ratio", "<= 1.0"),
     ("zero body limit", setting("limits.max_body_bytes", 0), "limits.max_body_bytes", ">= 1"),
