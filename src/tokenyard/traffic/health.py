@@ -24,7 +24,8 @@ import aiohttp
 
 from tokenyard.policy.circuit_breaker import BreakerConfig, BreakerState, CircuitBreaker
 from tokenyard.policy.outlier import OutlierConfig, OutlierDetector
-from tokenyard.policy.pickers.endpoint import EndpointView
+from tokenyard.policy.pickers.base import Picker
+from tokenyard.policy.pickers.endpoint import EndpointView, RequestFeatures
 from tokenyard.policy.slow_start import SlowStart
 
 Probe = Callable[[str], Awaitable[bool]]
@@ -165,6 +166,22 @@ class PoolHealth:
     def any_routable(self) -> bool:
         """Whether some endpoint can take traffic now (for ``/readyz``)."""
         return any(self.status(name).routable for name in self._active)
+
+
+def pick_with_permit(
+    picker: Picker, health: PoolHealth, candidates: Iterable[EndpointView], request: RequestFeatures
+) -> EndpointView | None:
+    """Fill in health, let ``picker`` choose, and take the chosen endpoint's circuit-breaker permit.
+
+    An endpoint whose breaker refuses (a half-open probe slot taken since the view was made) is dropped and the
+    picker asked again. The returned endpoint holds a permit: report its attempt with :meth:`PoolHealth.report`.
+    """
+    remaining = [health.view(c) for c in candidates]
+    while True:
+        chosen = picker.pick(remaining, request)
+        if chosen is None or health.try_begin(chosen.name):
+            return chosen
+        remaining = [c for c in remaining if c.name != chosen.name]
 
 
 async def http_probe(session: aiohttp.ClientSession, url: str, timeout_s: float) -> bool:

@@ -181,6 +181,59 @@ class RetryEngine:
         return RequestRetries(pools, policy or RetryPolicy(), self.budget, self._rng)
 
 
+class AttemptError(Exception):
+    """Raised by a ``send`` function given to :func:`run_with_retries`: the attempt failed like this."""
+
+    def __init__(self, failure: AttemptFailure, message: str = "") -> None:
+        super().__init__(message or f"attempt failed: {failure.outcome.value} {failure.status or ''}".strip())
+        self.failure = failure
+
+
+class NoEndpointAvailable(Exception):
+    """No pool of the chain had an endpoint to try (answer 503: nothing was sent)."""
+
+
+E = TypeVar("E")
+
+
+async def run_with_retries(
+    retries: RequestRetries,
+    choose: Callable[[str, frozenset[str]], E | None],
+    send: Callable[[str, E], Awaitable[T]],
+    name_of: Callable[[E], str],
+    *,
+    remaining_s: Callable[[], float | None] = lambda: None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Drive one request through attempts, retries and failover; returns the first successful ``send``.
+
+    ``choose(pool, tried)`` returns an endpoint of ``pool`` not in ``tried`` (e.g. via
+    :func:`tokenyard.traffic.health.pick_with_permit`) or None when the pool has none left, which fails over to
+    the next pool without taking budget. ``send(pool, endpoint)`` returns the result or raises
+    :class:`AttemptError` (after reporting the outcome to the pool's health). When no retry is allowed the last
+    :class:`AttemptError` propagates; when no pool had any endpoint, :class:`NoEndpointAvailable`.
+    """
+    last: AttemptError | None = None
+    while True:
+        endpoint = choose(retries.pool, retries.tried())
+        if endpoint is None:
+            if retries.fail_over() is None:
+                if last is not None:
+                    raise last
+                raise NoEndpointAvailable(f"no endpoint available in {retries.pool!r} or its fallbacks")
+            continue
+        retries.attempt_started(name_of(endpoint))
+        try:
+            return await send(retries.pool, endpoint)
+        except AttemptError as error:
+            last = error
+            decision = retries.on_failure(error.failure, remaining_s())
+            if not decision.retry:
+                raise
+            if decision.delay_s > 0:
+                await sleep(decision.delay_s)
+
+
 async def _cancel_all(tasks: Sequence[asyncio.Task[T]]) -> None:
     for task in tasks:
         task.cancel()

@@ -6,9 +6,17 @@ import pytest
 
 from tokenyard.policy.circuit_breaker import BreakerConfig, BreakerState
 from tokenyard.policy.outlier import OutlierConfig
-from tokenyard.policy.pickers.endpoint import EndpointView
+from tokenyard.policy.pickers.endpoint import EndpointView, RequestFeatures
+from tokenyard.policy.pickers.round_robin import RoundRobinPicker
 from tokenyard.policy.slow_start import SlowStart
-from tokenyard.traffic.health import ActiveHealthChecker, HealthConfig, Outcome, PoolHealth, health_url
+from tokenyard.traffic.health import (
+    ActiveHealthChecker,
+    HealthConfig,
+    Outcome,
+    PoolHealth,
+    health_url,
+    pick_with_permit,
+)
 
 
 class Clock:
@@ -140,3 +148,21 @@ async def test_active_checker_feeds_probe_results() -> None:
 def test_health_url() -> None:
     assert health_url("http://127.0.0.1:9001/v1") == "http://127.0.0.1:9001/health"
     assert health_url("http://127.0.0.1:9001/", "/ready") == "http://127.0.0.1:9001/ready"
+
+
+def test_pick_with_permit_skips_a_refused_breaker() -> None:
+    clock = Clock()
+    config = HealthConfig(breaker=BreakerConfig(failure_threshold=1, open_s=1, half_open_probes=1))
+    health = pool(clock, n=2, config=config)
+    picker = RoundRobinPicker()
+    endpoints = [EndpointView(name="e0"), EndpointView(name="e1")]
+    health.try_begin("e0")
+    health.report("e0", Outcome.FAILURE)
+    first = pick_with_permit(picker, health, endpoints, RequestFeatures())
+    assert first is not None and first.name == "e1"  # e0's breaker is open: filtered as ejected
+    clock.now = 1.0
+    # e0 is half-open: the first pick takes its only probe slot, the next one must go to e1.
+    names = [p.name for p in (pick_with_permit(picker, health, endpoints, RequestFeatures()) for _ in range(2)) if p]
+    assert sorted(names) == ["e0", "e1"]
+    health.try_begin("e1")
+    assert pick_with_permit(picker, health, [EndpointView(name="e0")], RequestFeatures()) is None

@@ -10,7 +10,16 @@ import pytest
 from tokenyard.policy.backoff import Backoff
 from tokenyard.policy.retry_budget import RetryBudget
 from tokenyard.traffic.health import Outcome
-from tokenyard.traffic.retry import AttemptFailure, RetryEngine, RetryPolicy, hedge
+from tokenyard.traffic.retry import (
+    AttemptError,
+    AttemptFailure,
+    NoEndpointAvailable,
+    RequestRetries,
+    RetryEngine,
+    RetryPolicy,
+    hedge,
+    run_with_retries,
+)
 
 CONNECT = AttemptFailure(Outcome.CONNECT_ERROR)
 
@@ -198,3 +207,61 @@ async def test_hedge_with_retry_budget() -> None:
         assert eng.budget.active_retries == 1
         assert not retries.try_hedge()
     assert eng.budget.active_retries == 0
+
+
+class Fleet:
+    """Scripted endpoints per pool: each name maps to the outcomes its successive attempts have."""
+
+    def __init__(self, pools: dict[str, dict[str, list[AttemptFailure | str]]]) -> None:
+        self.pools = pools
+        self.sent: list[tuple[str, str]] = []
+        self.slept: list[float] = []
+
+    def choose(self, pool: str, tried: frozenset[str]) -> str | None:
+        return next((name for name in sorted(self.pools[pool]) if name not in tried), None)
+
+    async def send(self, pool: str, name: str) -> str:
+        self.sent.append((pool, name))
+        result = self.pools[pool][name].pop(0)
+        if isinstance(result, AttemptFailure):
+            raise AttemptError(result)
+        return result
+
+    async def sleep(self, delay: float) -> None:
+        self.slept.append(delay)
+
+
+async def drive(fleet: Fleet, retries: RequestRetries, remaining: float | None = None) -> str:
+    return await run_with_retries(
+        retries, fleet.choose, fleet.send, str, remaining_s=lambda: remaining, sleep=fleet.sleep
+    )
+
+
+async def test_run_with_retries_moves_to_next_endpoint_then_fallback_pool() -> None:
+    fleet = Fleet({"chat": {"a": [CONNECT], "b": [AttemptFailure(Outcome.FAILURE, 503)]}, "small": {"c": ["ok"]}})
+    policy = RetryPolicy(max_attempts=3, per_pool_attempts=2, backoff=Backoff(base_s=0.1, jitter=0.0))
+    with engine().begin(["chat", "small"], policy) as retries:
+        assert await drive(fleet, retries) == "ok"
+    assert fleet.sent == [("chat", "a"), ("chat", "b"), ("small", "c")]
+    assert fleet.slept == [pytest.approx(0.1)]  # backoff inside the pool, none for the failover
+
+
+async def test_run_with_retries_fails_over_when_a_pool_is_empty() -> None:
+    fleet = Fleet({"chat": {}, "small": {"c": ["ok"]}})
+    with engine(minimum=0, ratio=0.0).begin(["chat", "small"]) as retries:
+        assert await drive(fleet, retries) == "ok"
+
+
+async def test_run_with_retries_raises_last_error_or_no_endpoint() -> None:
+    unsafe = AttemptFailure(Outcome.FAILURE, 502, sent_to_client=True)
+    fleet = Fleet({"chat": {"a": [unsafe], "b": ["never"]}})
+    with engine().begin(["chat"]) as retries, pytest.raises(AttemptError) as info:
+        await drive(fleet, retries)
+    assert info.value.failure is unsafe and fleet.sent == [("chat", "a")]
+
+    exhausted = Fleet({"chat": {"a": [CONNECT]}})
+    with engine().begin(["chat"]) as retries, pytest.raises(AttemptError):
+        await drive(exhausted, retries)
+
+    with engine().begin(["chat", "small"]) as retries, pytest.raises(NoEndpointAvailable):
+        await drive(Fleet({"chat": {}, "small": {}}), retries)
