@@ -153,8 +153,12 @@ class FairQueue:
         ttl_s: float,
         deadline: float | None = None,
         weight: float = 1.0,
+        aging_base_s: float | None = None,
     ) -> QueueEntry:
-        """Enqueue a request; ``ttl_s`` is how long it may wait, ``deadline`` its EDF key (absolute)."""
+        """Enqueue a request; ``ttl_s`` is how long it may wait, ``deadline`` its EDF key (absolute).
+        Aging happens after ``aging_fraction`` of ``aging_base_s`` (default ``ttl_s``): the class queue TTL,
+        when a tighter budget (an SLO) cuts the entry's own TTL short, so a request is not promoted merely
+        because its budget is short."""
         if entry_id in self._entries:
             raise ValueError(f"duplicate queue entry {entry_id!r}")
         if weight <= 0:
@@ -177,7 +181,8 @@ class FairQueue:
         heapq.heappush(self._expiry, (entry.expires_at, entry.seq, entry))
         fraction = self.settings.aging_fraction
         if fraction is not None and band > 0:
-            heapq.heappush(self._aging, (now + fraction * max(0.0, ttl_s), entry.seq, entry))
+            base = ttl_s if aging_base_s is None else aging_base_s
+            heapq.heappush(self._aging, (now + fraction * max(0.0, base), entry.seq, entry))
         self._place(entry)
         return entry
 

@@ -215,6 +215,7 @@ class AdmissionController:
             ttl_s=max(0.0, arrival + budget_s - now),  # past its budget a request is not worth serving
             deadline=arrival + ticket.deadline_s if ticket.deadline_s is not None else None,
             weight=ticket.weight,
+            aging_base_s=ticket.queue_timeout_s,
         )
         future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
         pool.waiters[ticket.request_id] = _Waiter(ticket, entry, future, arrival + budget_s, client_bound)

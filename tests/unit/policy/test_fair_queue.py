@@ -195,3 +195,12 @@ def test_every_entry_leaves_exactly_once_under_random_operations() -> None:
     left += [e.entry_id for e in q.expire(now + 100)]
     assert len(left) == len(set(left)) == len(pushed) and set(left) == pushed
     assert len(q) == 0 and q.pop(now + 100) is None
+
+
+def test_aging_base_can_differ_from_the_ttl() -> None:
+    q = FairQueue()
+    short_budget = q.push("a", tenant="t", klass="standard", band=1, cost=1, now=0.0, ttl_s=2.0, aging_base_s=10.0)
+    q._age(1.5)
+    assert short_budget.band == 1  # not promoted at half its 2 s budget
+    q._age(5.0)
+    assert short_budget.band == 0
