@@ -117,8 +117,7 @@ class LLMSim(SimService):
         drop_after = fault.drop_after
         spike = fault.spike_ms
         sent = 0
-        if chunks.role:
-            await resp.write(chunks.role)
+        role = chunks.role  # vLLM sends the role delta with the first token, not before it
         while sent < target:
             if drop_after is not None and sent >= drop_after:
                 return self._drop(request, handle)
@@ -128,7 +127,8 @@ class LLMSim(SimService):
                 if handle.aborted:
                     break  # the engine dropped the sequence: never spin
                 continue
-            parts = []
+            parts = [role] if role else []
+            role = b""
             for k in range(sent, upto):
                 index = handle.token_index(k)
                 if k == target - 1:
