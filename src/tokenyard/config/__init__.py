@@ -9,7 +9,13 @@ from tokenyard.config.classes import ClassConfig, default_classes
 from tokenyard.config.errors import ConfigError
 from tokenyard.config.gateway import GatewayConfig, is_loopback
 from tokenyard.config.keys import KeyLookup, hash_key
-from tokenyard.config.loader import ConfigFileError, config_for_upstream, load_config, parse_config
+from tokenyard.config.loader import (
+    ConfigFileError,
+    config_for_upstream,
+    load_config,
+    override_listen,
+    parse_config,
+)
 from tokenyard.config.models import MODEL_KINDS, PASS_THROUGH_MODEL, PICKERS, EndpointConfig, ModelConfig, PickerOptions
 from tokenyard.config.security import (
     AuditLogConfig,
@@ -65,5 +71,6 @@ __all__ = [
     "hash_key",
     "is_loopback",
     "load_config",
+    "override_listen",
     "parse_config",
 ]

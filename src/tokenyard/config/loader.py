@@ -29,7 +29,7 @@ from tokenyard.config.validate import (
 )
 from tokenyard.config.yaml_source import ConfigFileError, read_yaml
 
-__all__ = ["ConfigFileError", "config_for_upstream", "load_config", "parse_config"]
+__all__ = ["ConfigFileError", "config_for_upstream", "load_config", "override_listen", "parse_config"]
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -79,6 +79,29 @@ def config_for_upstream(url: str, host: str = "127.0.0.1", port: int = 8080) -> 
         "models": {PASS_THROUGH_MODEL: {"endpoints": [{"url": base}]}},
     }
     return parse_config(document, env={})
+
+
+def override_listen(config: GatewayConfig, host: str | None = None, port: int | None = None) -> GatewayConfig:
+    """``config`` with the listener's host and/or port replaced (``serve --host/--port``), re-checked.
+
+    Raises ``ConfigError`` when the new address breaks a rule, in particular the auth-off rule: a config without
+    credentials may not be moved to a non-loopback address.
+    """
+    listen = msgspec.structs.replace(
+        config.listen,
+        host=config.listen.host if host is None else host,
+        port=config.listen.port if port is None else port,
+    )
+    issues: list[tuple[str, str]] = []
+    if not 0 <= listen.port <= 65535:
+        issues.append(("listen.port", f"expected 0..65535, got {listen.port}"))
+    check_listen(listen, "listen", issues)
+    check_auth_rule(listen, config.auth_enabled, issues)
+    if config.admin is not None and config.admin.listen is not None:
+        check_distinct_listeners(listen, config.admin.listen, issues)
+    if issues:
+        raise ConfigError(issues)
+    return msgspec.structs.replace(config, listen=listen)
 
 
 def _normalise(config: GatewayConfig, issues: list[tuple[str, str]]) -> GatewayConfig:

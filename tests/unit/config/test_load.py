@@ -284,3 +284,18 @@ def test_yaml_anchors_for_reuse_work(tmp_path: Path) -> None:
     )
     config = load_config(path, env={})
     assert config.models["a"].endpoints == config.models["b"].endpoints
+
+
+def test_override_listen_rechecks_the_auth_rule(doc: dict[str, Any]) -> None:
+    from tokenyard.config import override_listen
+
+    open_config = parse_config({"models": doc["models"]}, env={})
+    moved = override_listen(open_config, port=0)
+    assert (moved.listen.host, moved.listen.port) == ("127.0.0.1", 0)
+    with pytest.raises(ConfigError) as caught:
+        override_listen(open_config, host="0.0.0.0")
+    assert caught.value.issues[0][0] == "keys"
+    with pytest.raises(ConfigError):
+        override_listen(open_config, port=70000)
+    secured = parse_config(doc, env={})
+    assert override_listen(secured, host="0.0.0.0", port=9000).listen.host == "0.0.0.0"
