@@ -12,7 +12,7 @@ import msgspec
 DONE_PREFIX = b"data: [DONE]"
 _CHAT_CONTENT = b'"content":"'
 _TEXT_CONTENT = b'"text":"'
-_USAGE = b'"usage":{'
+_USAGE = b'"usage"'
 
 
 class SseFramer:
@@ -95,8 +95,9 @@ class _WithUsage(msgspec.Struct):
 
 def find_usage(payload: bytes) -> Usage | None:
     """The ``usage`` object of a JSON body or of one SSE event, or None (absent, null or unparsable)."""
-    if _USAGE not in payload:
-        return None
+    at = payload.find(_USAGE)
+    if at < 0 or payload[at + 7:at + 12].lstrip(b": \t")[:1] != b"{":
+        return None  # absent or null: skip the decode
     start = payload.find(b"{")
     if start < 0:
         return None
