@@ -1,0 +1,131 @@
+"""The worker's HTTP side: event ingest with backpressure, control, lineage lookup and /metrics.
+
+- ``POST /v1/events``: one event object or ``{"events": [...]}``; each ``{"data": {...}, "id"?, "key"?,
+  "tenant"?, "ttl_ms"?, "deadline_ms"?}``. 202 ``{"ids": [...]}`` (log entry ids). When the source stream's lag
+  (entries the group has not finished) is at ``max_lag`` or more: 429 with ``Retry-After``; nothing is appended.
+- ``POST /v1/control``: ``{"action": "abort", "event_id" | "key"}``, ``{"action": "pause" | "resume"}``.
+- ``GET /v1/lineage/{event_id}``: the lineage record (404 before the event finished).
+- ``GET /metrics``, ``GET /healthz``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tokenyard.pipeline.control import control_fields
+from tokenyard.pipeline.event import encode_event
+from tokenyard.pipeline.lineage import Lineage
+from tokenyard.pipeline.metrics import PipelineMetrics
+from tokenyard.pipeline.spec import HttpIngestSpec, PipelineSpec
+from tokenyard.pipeline.streams import StreamLog
+
+MAX_BATCH = 1000
+LAG_CACHE_S = 0.05  # one lag query per 50 ms at most, however many producers post
+_KNOWN = frozenset(("data", "id", "key", "tenant", "ttl_ms", "deadline_ms"))
+
+
+def error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
+    kind = "rate_limit_error" if status == 429 else "invalid_request_error"
+    body = {"error": {"message": message, "type": kind, "code": code}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _parse_event(item: Any, index: int) -> dict[str, str]:
+    if not isinstance(item, dict):
+        raise ValueError(f"events[{index}] must be an object")
+    unknown = set(item) - _KNOWN
+    if unknown:
+        raise ValueError(f"events[{index}]: unknown field(s) {', '.join(sorted(unknown))}")
+    data = item.get("data", {})
+    if not isinstance(data, dict):
+        raise ValueError(f"events[{index}].data must be an object")
+    for name in ("id", "key", "tenant"):
+        if name in item and not isinstance(item[name], str):
+            raise ValueError(f"events[{index}].{name} must be a string")
+    for name in ("ttl_ms", "deadline_ms"):
+        value = item.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ValueError(f"events[{index}].{name} must be a non-negative number")
+    return encode_event(data, event_id=item.get("id"), key=item.get("key", ""), tenant=item.get("tenant", ""),
+                        ttl_ms=item.get("ttl_ms"), deadline_ms=item.get("deadline_ms"))
+
+
+class _LagGauge:
+    def __init__(self, log: StreamLog, stream: str, group: str) -> None:
+        self.log, self.stream, self.group = log, stream, group
+        self._at = 0.0
+        self._value = 0
+
+    async def value(self) -> int:
+        now = time.monotonic()
+        if now - self._at >= LAG_CACHE_S:
+            self._value = await self.log.lag(self.stream, self.group)
+            self._at = now
+        return self._value
+
+    def add(self, n: int) -> None:
+        self._value += n
+
+
+def build_http_app(spec: PipelineSpec, log: StreamLog, metrics: PipelineMetrics,
+                   ingest: HttpIngestSpec | None) -> web.Application:
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    stream = spec.source.stream
+    lag = _LagGauge(log, stream, spec.source.group)
+    lineage = Lineage(log, spec.lineage_stream)
+
+    async def post_events(request: web.Request) -> web.Response:
+        assert ingest is not None
+        try:
+            body = json.loads(await request.read())
+            items = body["events"] if isinstance(body, dict) and "events" in body else [body]
+            if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+                raise ValueError(f"'events' must be a list of 1 to {MAX_BATCH} events")
+            encoded = [_parse_event(item, i) for i, item in enumerate(items)]
+        except (ValueError, UnicodeDecodeError) as exc:
+            metrics.ingest["invalid"].inc()
+            return error(400, str(exc), "invalid_event")
+        current = await lag.value()
+        if current + len(encoded) > ingest.max_lag:
+            metrics.ingest["refused"].inc()
+            return error(429, f"pipeline lag {current} is at its bound {ingest.max_lag}; retry later",
+                         "pipeline_backpressure", {"Retry-After": str(ingest.retry_after_s)})
+        ids = [await log.append(stream, fields) for fields in encoded]
+        lag.add(len(ids))
+        metrics.ingest["accepted"].inc()
+        return web.json_response({"ids": ids}, status=202)
+
+    async def post_control(request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.read())
+            if not isinstance(body, dict):
+                raise ValueError("expected an object")
+            fields = control_fields(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error(400, str(exc), "invalid_control")
+        entry_id = await log.append(spec.control_stream, fields)
+        return web.json_response({"id": entry_id}, status=202)
+
+    async def get_lineage(request: web.Request) -> web.Response:
+        found = await lineage.find(request.match_info["event_id"])
+        if found is None:
+            return error(404, "no lineage for this event (not finished, or unknown)", "not_found")
+        return web.json_response(found)
+
+    async def get_metrics(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    if ingest is not None:
+        app.router.add_post("/v1/events", post_events)
+    app.router.add_post("/v1/control", post_control)
+    app.router.add_get("/v1/lineage/{event_id}", get_lineage)
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/healthz", healthz)
+    return app

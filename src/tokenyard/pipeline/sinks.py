@@ -1,0 +1,156 @@
+"""Sinks: where results go. Every sink is idempotent by event id, so at-least-once delivery (a result written,
+then the worker dies before its ack, then the event is redelivered) still leaves exactly one result per event.
+
+- ``stream``: ``append_once`` on a log (Redis Streams or the embedded SQLite log), deduplicated by event id.
+- ``jsonl``: one JSON object per line; an exclusive ``flock`` and a rescan of lines other writers appended make it
+  safe for several worker processes on one machine.
+- ``webhook``: POST with ``Idempotency-Key: <event id>`` (the receiver deduplicates, as Stripe-style APIs do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from tokenyard.pipeline.spec import JsonlSinkSpec, SinkSpec, WebhookSinkSpec
+from tokenyard.pipeline.streams import StreamLog, open_log
+from tokenyard.pipeline.transforms import TransientError
+
+
+@dataclass
+class Result:
+    """The one record an event yields (``status`` is its terminal outcome)."""
+
+    event_id: str
+    status: str
+    entry_id: str = ""
+    key: str = ""
+    tenant: str = ""
+    request_id: str = ""
+    output: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    backend: str = ""
+    attempts: int = 1
+    worker: str = ""
+    finished_ms: float = 0.0
+    error: str = ""
+
+    def to_fields(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @staticmethod
+    def from_fields(fields: dict[str, str]) -> Result:
+        ints = ("prompt_tokens", "completion_tokens", "attempts")
+        kw: dict[str, Any] = {k: (int(v) if k in ints else float(v) if k == "finished_ms" else v)
+                              for k, v in fields.items() if k in Result.__dataclass_fields__}
+        return Result(**kw)
+
+
+class Sink(Protocol):
+    outcomes: frozenset[str]
+
+    async def write(self, result: Result) -> bool:
+        """Write unless this event's result is already there; True when it was new."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class StreamSink:
+    def __init__(self, log: StreamLog, stream: str, outcomes: frozenset[str], owns_log: bool = False) -> None:
+        self.log = log
+        self.stream = stream
+        self.outcomes = outcomes
+        self._owns_log = owns_log
+
+    async def write(self, result: Result) -> bool:
+        _, new = await self.log.append_once(self.stream, result.event_id, result.to_fields())
+        return new
+
+    async def close(self) -> None:
+        if self._owns_log:
+            await self.log.close()
+
+
+class JsonlSink:
+    def __init__(self, spec: JsonlSinkSpec, outcomes: frozenset[str]) -> None:
+        self.path = spec.path
+        self.outcomes = outcomes
+        self._seen: set[str] = set()
+        self._offset = 0
+        self._lock = asyncio.Lock()
+
+    def _write_locked(self, result: Result) -> bool:
+        with open(self.path, "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fh.seek(self._offset)
+                for line in fh:  # lines other writers (processes) appended since we last looked
+                    if line.endswith(b"\n"):
+                        self._offset += len(line)
+                        try:
+                            self._seen.add(str(json.loads(line)["event_id"]))
+                        except (ValueError, KeyError, TypeError):
+                            continue
+                if result.event_id in self._seen:
+                    return False
+                fh.seek(0, os.SEEK_END)
+                fh.write(json.dumps(asdict(result), separators=(",", ":")).encode() + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+                self._offset = fh.tell()
+                self._seen.add(result.event_id)
+                return True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    async def write(self, result: Result) -> bool:
+        async with self._lock:
+            return await asyncio.to_thread(self._write_locked, result)
+
+    async def close(self) -> None:
+        return None
+
+
+class WebhookSink:
+    def __init__(self, spec: WebhookSinkSpec, session: aiohttp.ClientSession, outcomes: frozenset[str]) -> None:
+        self.spec = spec
+        self.session = session
+        self.outcomes = outcomes
+
+    async def write(self, result: Result) -> bool:
+        try:
+            async with self.session.post(self.spec.url, json=asdict(result),
+                                         headers={"Idempotency-Key": result.event_id},
+                                         timeout=aiohttp.ClientTimeout(total=self.spec.timeout_ms / 1000)) as resp:
+                if resp.status >= 300:
+                    raise TransientError(f"webhook answered {resp.status}")
+                return resp.status != 208  # 208 Already Reported: a receiver that says it had it
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"webhook failed: {exc}") from exc
+
+    async def close(self) -> None:
+        return None
+
+
+def build_sinks(specs: tuple[SinkSpec, ...], log: StreamLog, session: aiohttp.ClientSession) -> list[Sink]:
+    out: list[Sink] = []
+    for spec in specs:
+        outcomes = frozenset(spec.outcomes)
+        if spec.stream is not None:
+            if spec.stream.log is not None:
+                out.append(StreamSink(open_log(spec.stream.log), spec.stream.stream, outcomes, owns_log=True))
+            else:
+                out.append(StreamSink(log, spec.stream.stream, outcomes))
+        elif spec.jsonl is not None:
+            out.append(JsonlSink(spec.jsonl, outcomes))
+        elif spec.webhook is not None:
+            out.append(WebhookSink(spec.webhook, session, outcomes))
+    return out

@@ -1,0 +1,345 @@
+"""The pipeline worker: consumer-group reads, bounded in-flight work, lifecycle checks, inference, idempotent
+sinks, lineage, dead letters and recovery of idle pending entries. Several workers (processes, machines) share a
+source stream through one consumer group; see docs/pipelines.md for the delivery semantics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+
+from tokenyard.pipeline import event as ev
+from tokenyard.pipeline.event import Event, EventInvalid, decode_event
+from tokenyard.pipeline.inference import ExpiredInFlight, InferenceStep, Progress
+from tokenyard.pipeline.lifecycle import ControlState, FanOut, Supersession, Valuable
+from tokenyard.pipeline.lineage import Lineage
+from tokenyard.pipeline.metrics import PipelineMetrics
+from tokenyard.pipeline.sinks import Result, Sink
+from tokenyard.pipeline.spec import PipelineSpec
+from tokenyard.pipeline.streams import Entry, StreamLog
+from tokenyard.pipeline.transforms import PermanentError, Transform, TransientError
+
+log = logging.getLogger("tokenyard.pipeline")
+WASTE_FOR = {ev.ABORTED: "aborted", ev.EXPIRED: "expired", ev.SUPERSEDED: "superseded"}
+
+
+class _Running:
+    """An inference in flight: cancelling it with a reason closes its upstream request."""
+
+    __slots__ = ("event", "progress", "reason", "task")
+
+    def __init__(self, event: Event, task: asyncio.Task[str], progress: Progress) -> None:
+        self.event = event
+        self.task = task
+        self.progress = progress
+        self.reason = ""
+
+    def cancel(self, reason: str) -> None:
+        if not self.reason and not self.task.done():
+            self.reason = reason
+            self.task.cancel()
+
+
+def default_consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    def __init__(self, spec: PipelineSpec, log: StreamLog, inference: InferenceStep, transforms: list[Transform],
+                 sinks: list[Sink], metrics: PipelineMetrics, *, consumer: str | None = None,
+                 clock: Callable[[], float] = ev.now_ms) -> None:
+        self.spec = spec
+        self.log = log
+        self.inference = inference
+        self.transforms = transforms
+        self.sinks = sinks
+        self.metrics = metrics
+        self.consumer = consumer or spec.worker.consumer or default_consumer()
+        self.clock = clock
+        self.control = ControlState()
+        self.supersession = Supersession()
+        self.fanout = FanOut(spec.lifecycle.per_key, spec.lifecycle.per_tenant)
+        self.valuable = Valuable(spec.lifecycle.valuable)
+        self.lineage = Lineage(log, spec.lineage_stream)
+        self.stream = spec.source.stream
+        self.group = spec.source.group
+        self._slots = asyncio.Semaphore(spec.worker.max_inflight)
+        self._changed = asyncio.Condition()  # fan-out freed, control applied, newer event seen
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._active: dict[str, asyncio.Task[None]] = {}  # entry id -> handler
+        self._running: dict[str, _Running] = {}  # entry id -> inference
+        self.control_ready = asyncio.Event()  # the control stream's history has been applied
+
+    # ---- the loops ----------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set; then stop reading, cancel in-flight work (left pending for others)."""
+        await self.log.ensure_group(self.stream, self.group)
+        helpers = [asyncio.create_task(self._control_loop(), name="pipeline-control"),
+                   asyncio.create_task(self._claim_loop(), name="pipeline-claim"),
+                   asyncio.create_task(self._lag_loop(), name="pipeline-lag")]
+        reader = asyncio.create_task(self._read_loop(), name="pipeline-read")
+        try:
+            await stop.wait()
+        finally:
+            for task in [reader, *helpers, *self._active.values()]:
+                task.cancel()
+            for task in [reader, *helpers, *list(self._active.values())]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _read_loop(self) -> None:
+        await self.control_ready.wait()
+        cfg = self.spec.worker
+        while True:
+            await self._resumed.wait()
+            async with self._slots:  # wait for a free slot before reading: bounded in-flight work
+                pass
+            free = max(1, self._free_slots())
+            entries = await self.log.read_group(self.stream, self.group, self.consumer, min(cfg.batch, free),
+                                                cfg.block_ms)
+            await self._dispatch(entries)
+
+    async def _claim_loop(self) -> None:
+        await self.control_ready.wait()
+        cfg = self.spec.worker
+        while True:
+            await asyncio.sleep(cfg.claim_every_ms / 1000.0)
+            await self._resumed.wait()
+            free = self._free_slots()
+            if free <= 0:
+                continue
+            try:
+                entries = await self.log.claim_idle(self.stream, self.group, self.consumer,
+                                                    self.spec.delivery.claim_idle_ms, free)
+            except Exception as exc:  # the log is down: try again next round
+                log.warning("claiming idle entries failed: %s", exc)
+                continue
+            entries = [e for e in entries if e.id not in self._active]  # our own long inference: keep going
+            self.metrics.redeliveries.inc(len(entries))
+            await self._dispatch(entries)
+
+    async def _lag_loop(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                self.metrics.lag.set(await self.log.lag(self.stream, self.group))
+            await asyncio.sleep(1.0)
+
+    async def _control_loop(self) -> None:
+        """Tail the control stream from its start (so pause/abort history applies to a new worker too)."""
+        last = "0-0"
+        stream = self.spec.control_stream
+        while True:
+            try:
+                entries = await self.log.read_after(stream, last, 500, 0 if not self.control_ready.is_set() else 200)
+            except Exception as exc:
+                log.warning("reading the control stream failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for entry in entries:
+                last = entry.id
+                self._apply_control(entry)
+            if not entries and not self.control_ready.is_set():
+                self.control_ready.set()
+            if entries:
+                async with self._changed:
+                    self._changed.notify_all()
+
+    def _apply_control(self, entry: Entry) -> None:
+        try:
+            at = float(entry.fields.get("at_ms") or self.clock())
+            action = self.control.apply(entry.fields, at)
+        except ValueError as exc:
+            log.warning("ignoring control entry %s: %s", entry.id, exc)
+            return
+        self.metrics.control.labels(self.metrics.pipeline, action).inc()
+        if action == "pause":
+            self._resumed.clear()
+        elif action == "resume":
+            self._resumed.set()
+        self.metrics.paused.set(1 if self.control.paused else 0)
+        for running in list(self._running.values()):
+            if self.control.is_aborted(running.event):
+                running.cancel(ev.ABORTED)
+
+    # ---- one event ----------------------------------------------------------------------------------------
+    def _free_slots(self) -> int:
+        return self.spec.worker.max_inflight - len(self._active)
+
+    async def _dispatch(self, entries: list[Entry]) -> None:
+        events: list[tuple[Entry, Event | None, str]] = []
+        for entry in entries:
+            try:
+                event: Event | None = decode_event(entry.id, entry.fields, entry.deliveries,
+                                                   self.spec.lifecycle.ttl_ms)
+                error = ""
+            except EventInvalid as exc:
+                event, error = None, str(exc)
+            if event is not None and self.spec.lifecycle.supersede:
+                self.supersession.observe(event)
+            events.append((entry, event, error))
+        if self.spec.lifecycle.supersede:
+            for running in list(self._running.values()):
+                if self.supersession.is_superseded(running.event):
+                    running.cancel(ev.SUPERSEDED)
+            async with self._changed:
+                self._changed.notify_all()
+        for entry, event, error in events:
+            await self._slots.acquire()
+            self.metrics.inflight.inc()
+            task = asyncio.create_task(self._handle(entry, event, error))
+            self._active[entry.id] = task
+            task.add_done_callback(self._done_callback(entry.id))
+
+    def _done_callback(self, entry_id: str) -> Callable[[asyncio.Task[None]], None]:
+        return lambda _task: self._done(entry_id)
+
+    def _done(self, entry_id: str) -> None:
+        self._active.pop(entry_id, None)
+        self._slots.release()
+        self.metrics.inflight.dec()
+
+    async def _handle(self, entry: Entry, event: Event | None, error: str) -> None:
+        started = time.monotonic()
+        if event is None:
+            await self._dead_letter(entry, Event(id=entry.id, entry_id=entry.id, data={}), error)
+            return
+        if event.deliveries > self.spec.delivery.max_attempts:
+            await self._dead_letter(entry, event, f"gave up after {event.deliveries - 1} attempts")
+            return
+        progress = self.inference.new_progress()
+        try:
+            outcome = await self._process(event, progress)
+        except PermanentError as exc:
+            await self._dead_letter(entry, event, str(exc), progress)
+            return
+        except (TransientError, Exception) as exc:
+            self.metrics.retries.inc()
+            if progress.tokens:
+                self.metrics.wasted["failed"].inc(progress.tokens)
+            if event.deliveries >= self.spec.delivery.max_attempts:
+                await self._dead_letter(entry, event, f"attempt {event.deliveries} failed: {exc}", progress)
+            else:
+                log.info("event %s attempt %d failed (left pending): %s", event.id, event.deliveries, exc)
+            return
+        await self._finish(event, outcome, progress)
+        self.metrics.duration.observe(time.monotonic() - started)
+
+    def _verdict(self, event: Event) -> str:
+        """A reason to stop before inference, or ''."""
+        now = self.clock()
+        if self.control.is_aborted(event):
+            return ev.ABORTED
+        if event.expired(now):
+            return ev.EXPIRED
+        if self.spec.lifecycle.supersede and self.supersession.is_superseded(event):
+            return ev.SUPERSEDED
+        if not self.valuable(event, now):
+            return ev.NOT_VALUABLE
+        return ""
+
+    async def _process(self, event: Event, progress: Progress) -> str:
+        verdict = self._verdict(event)  # checked at dequeue
+        if verdict:
+            return verdict
+        for transform in self.transforms:
+            if not await transform.apply(event):
+                return ev.FILTERED
+        verdict = await self._wait_fanout(event)
+        if verdict:
+            return verdict
+        self.fanout.start(event)
+        try:
+            return await self._infer(event, progress)
+        finally:
+            self.fanout.finish(event)
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _wait_fanout(self, event: Event) -> str:
+        """Wait for a per-key/per-tenant slot (and for resume); give up when the event stops being worth it."""
+        async with self._changed:
+            while True:
+                verdict = self._verdict(event)
+                if verdict or (self.fanout.can_start(event) and not self.control.paused):
+                    return verdict
+                timeout = None
+                if event.deadline_ms is not None:
+                    timeout = max(0.0, (event.deadline_ms - self.clock()) / 1000.0) + 0.001
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def _infer(self, event: Event, progress: Progress) -> str:
+        prompt = str(event.fields().get(self.spec.inference.prompt_field, ""))
+        if not prompt:
+            raise PermanentError(f"the event has no {self.spec.inference.prompt_field!r} field to send")
+        budget_ms = None if event.deadline_ms is None else max(1.0, event.deadline_ms - self.clock())
+        task = asyncio.create_task(self.inference.run(event, prompt, budget_ms, progress))
+        running = _Running(event, task, progress)
+        self._running[event.entry_id] = running
+        loop = asyncio.get_running_loop()
+        limit_s = self.spec.inference.timeout_ms / 1000.0 if budget_ms is None else budget_ms / 1000.0
+        timer = loop.call_later(limit_s, running.cancel, ev.EXPIRED)
+        self.metrics.inferring.inc()
+        try:
+            text = await task
+        except asyncio.CancelledError:
+            if not running.reason:
+                raise  # the worker itself is stopping: leave the event pending
+            return running.reason
+        except ExpiredInFlight:
+            return ev.EXPIRED
+        finally:
+            timer.cancel()
+            self.metrics.inferring.dec()
+            self._running.pop(event.entry_id, None)
+        event.vars["output"] = text
+        return ev.COMPLETED
+
+    # ---- results ------------------------------------------------------------------------------------------
+    def _result(self, event: Event, outcome: str, progress: Progress | None, error: str = "") -> Result:
+        sent = progress is not None and bool(progress.backend)
+        return Result(event_id=event.id, status=outcome, entry_id=event.entry_id, key=event.key,
+                      tenant=event.tenant, request_id=progress.request_id if progress is not None and sent else "",
+                      output=str(event.vars.get("output", "")) if outcome == ev.COMPLETED else "",
+                      prompt_tokens=progress.prompt_tokens if progress else 0,
+                      completion_tokens=(progress.completion_tokens or progress.tokens) if progress else 0,
+                      backend=progress.backend if progress else "", attempts=event.deliveries,
+                      worker=self.consumer, finished_ms=self.clock(), error=error)
+
+    async def _finish(self, event: Event, outcome: str, progress: Progress) -> None:
+        result = self._result(event, outcome, progress)
+        if outcome in WASTE_FOR and progress.tokens:
+            self.metrics.wasted[WASTE_FOR[outcome]].inc(progress.tokens)
+        new = True
+        for sink in self.sinks:
+            if outcome in sink.outcomes:
+                new = await sink.write(result) and new
+        if outcome == ev.COMPLETED:
+            if new:
+                self.metrics.prompt_tokens.inc(result.prompt_tokens)
+                self.metrics.completion_tokens.inc(result.completion_tokens)
+            else:
+                self.metrics.wasted["duplicate"].inc(result.completion_tokens)
+        await self.lineage.record(result)
+        await self.log.ack(self.stream, self.group, [event.entry_id])
+        self.metrics.events[outcome].inc()
+        self.metrics.end_to_end.observe(max(0.0, (self.clock() - event.created_ms) / 1000.0))
+
+    async def _dead_letter(self, entry: Entry, event: Event, error: str, progress: Progress | None = None) -> None:
+        fields = dict(entry.fields)
+        fields.update({"dead_entry_id": entry.id, "dead_error": error[:1000], "dead_attempts": str(entry.deliveries),
+                       "dead_worker": self.consumer})
+        await self.log.append_once(self.spec.dead_letter_stream, entry.id, fields)
+        result = self._result(event, ev.DEAD_LETTERED, progress, error[:1000])
+        for sink in self.sinks:
+            if ev.DEAD_LETTERED in sink.outcomes:
+                await sink.write(result)
+        await self.lineage.record(result)
+        await self.log.ack(self.stream, self.group, [entry.id])
+        self.metrics.events[ev.DEAD_LETTERED].inc()
