@@ -108,6 +108,7 @@ class StepResult:
     duration_s: float  # with jitter: what the engine sleeps
     predicted_s: float  # without jitter
     batch: int
+    tokens: int  # scheduled tokens, <= max_num_batched_tokens
     prefill_tokens: int
     emitted: list[Sequence]  # got one new output token this step
     finished: list[Sequence]  # reached their target this step (subset of emitted)
@@ -193,7 +194,8 @@ class Scheduler:
         emitted, finished = self._complete(scheduled, now + duration)
         if scheduled:
             self.counters.steps += 1
-        return StepResult(duration, predicted, len(scheduled), prefill, emitted, finished, aborted, preempted)
+        tokens = sum(chunk for _seq, chunk in scheduled)
+        return StepResult(duration, predicted, len(scheduled), tokens, prefill, emitted, finished, aborted, preempted)
 
     def _apply_aborts(self) -> list[Sequence]:
         if not self._aborts:
