@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tokenyard.sim.params import BLOCK_SIZE, PROFILES, SimParams
-from tokenyard.sim.scheduler import Scheduler, Sequence, SeqStatus, step_time_ms
+from tokenyard.sim.scheduler import Scheduler, SeqStatus, Sequence, step_time_ms
 from tokenyard.sim.text import block_hashes, count_tokens
 
 
