@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chaos": ("tokenyard.chaos.cli:chaos_group", "Transport chaos proxy and network-namespace scenarios."),
     "keys": ("tokenyard.security.cli:keys_group", "Create, list and revoke API keys in the key store."),
     "policy": ("tokenyard.security.cli:policy_group", "Export the east-west allow-list (CiliumNetworkPolicy)."),
+    "pipeline": ("tokenyard.pipeline.cli:pipeline_group", "Streaming-first pipeline workers."),
 }
 
 

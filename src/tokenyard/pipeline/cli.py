@@ -1,0 +1,171 @@
+"""``tokenyard pipeline``: run workers, replay a range into a new sink, send control events, look up lineage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TypeVar
+
+import aiohttp
+import click
+import msgspec
+
+from tokenyard.pipeline.spec import JsonlSinkSpec, PipelineSpec, SinkSpec, SpecError, StreamSinkSpec, load_spec
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def _load(path: str) -> PipelineSpec:
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+
+
+@click.group("pipeline")
+def pipeline_group() -> None:
+    """Streaming-first pipeline workers (graph reference: docs/pipelines.md)."""
+
+
+@pipeline_group.command("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--consumer", default=None, help="Consumer name in the group (default: hostname-pid).")
+@click.option("--port", type=int, default=None, help="Override the HTTP port (ingest/metrics); 0 picks one.")
+def run_command(file: str, consumer: str | None, port: int | None) -> None:
+    """Run a worker of the pipeline FILE until SIGINT/SIGTERM."""
+    from tokenyard import runtime
+
+    spec = _load(file)
+    if port is not None:
+        if spec.source.http is not None:
+            spec = _with(spec, source=_with(spec.source, http=_with(spec.source.http, port=port)))
+        else:
+            spec = _with(spec, worker=_with(spec.worker, metrics=_with(spec.worker.metrics, port=port)))
+    sys.exit(runtime.run(_run(spec, Path(file).resolve().parent, consumer)))
+
+
+def _with(obj: S, **changes: object) -> S:
+    return msgspec.structs.replace(obj, **changes)
+
+
+async def _run(spec: PipelineSpec, base_dir: Path, consumer: str | None) -> int:
+    from tokenyard.pipeline.service import PipelineService
+    from tokenyard.runtime import wait_for_shutdown
+
+    service = PipelineService(spec, base_dir, consumer)
+    try:
+        await service.start()
+        assert service.worker is not None
+        where = service.base_url or f"stream {spec.source.stream} (no HTTP port)"
+        print(f"tokenyard pipeline listening on {where}" if service.base_url else
+              f"tokenyard pipeline worker {service.worker.consumer} reading {where}", flush=True)
+        shutdown = asyncio.create_task(wait_for_shutdown())
+        worker = asyncio.create_task(service.wait())
+        done, _ = await asyncio.wait({shutdown, worker}, return_when=asyncio.FIRST_COMPLETED)
+        shutdown.cancel()
+        if worker in done and worker.exception() is not None:
+            print(f"pipeline worker failed: {worker.exception()}", file=sys.stderr, flush=True)
+            return 1
+        return 0
+    finally:
+        await service.close()
+
+
+@pipeline_group.command("replay")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--from", "start", default="-", show_default=True, help="First entry id of the source stream.")
+@click.option("--to", "end", default="+", show_default=True, help="Last entry id (inclusive).")
+@click.option("--sink-stream", default=None, help="Write results to this stream of the pipeline's log.")
+@click.option("--sink-jsonl", default=None, type=click.Path(dir_okay=False), help="Write results to a JSONL file.")
+def replay_command(file: str, start: str, end: str, sink_stream: str | None, sink_jsonl: str | None) -> None:
+    """Run a range of FILE's source stream through the graph again into a new sink."""
+    from tokenyard import runtime
+
+    if (sink_stream is None) == (sink_jsonl is None):
+        raise click.UsageError("give exactly one of --sink-stream, --sink-jsonl")
+    spec = _load(file)
+    sink = SinkSpec(stream=StreamSinkSpec(stream=sink_stream) if sink_stream else None,
+                    jsonl=JsonlSinkSpec(path=sink_jsonl) if sink_jsonl else None, outcomes=("completed", "filtered"))
+    report = runtime.run(_replay(spec, Path(file).resolve().parent, start, end, sink))
+    click.echo(json.dumps(report))
+    if report["failed"]:
+        sys.exit(1)
+
+
+async def _replay(spec: PipelineSpec, base_dir: Path, start: str, end: str, sink: SinkSpec) -> dict[str, object]:
+    from tokenyard.pipeline.inference import InferenceStep, gateway_config_for
+    from tokenyard.pipeline.replay import replay
+    from tokenyard.pipeline.sinks import build_sinks
+    from tokenyard.pipeline.streams import open_log
+    from tokenyard.pipeline.transforms import build_transforms
+
+    inference = InferenceStep(spec.inference, gateway_config_for(spec.inference, base_dir))
+    log = open_log(spec.log)
+    async with aiohttp.ClientSession() as session:
+        await inference.start()
+        try:
+            sinks = build_sinks((sink,), log, session)
+            report = await replay(log, spec.source.stream, start, end, build_transforms(spec.transforms, session),
+                                  inference, sinks, prompt_field=spec.inference.prompt_field,
+                                  concurrency=spec.worker.max_inflight)
+            for s in sinks:
+                await s.close()
+        finally:
+            await inference.close()
+            await log.close()
+    return {"read": report.read, "outcomes": report.outcomes, "failed": report.failed}
+
+
+@pipeline_group.command("control")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("action", type=click.Choice(["abort", "pause", "resume"]))
+@click.option("--event-id", default=None, help="abort: the event id.")
+@click.option("--key", default=None, help="abort: every event of this key created up to now.")
+def control_command(file: str, action: str, event_id: str | None, key: str | None) -> None:
+    """Append a control event to FILE's control stream."""
+    from tokenyard import runtime
+
+    spec = _load(file)
+    body = {"action": action, "event_id": event_id, "key": key}
+    try:
+        entry_id = runtime.run(_control(spec, {k: v for k, v in body.items() if v is not None}))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(entry_id)
+
+
+async def _control(spec: PipelineSpec, body: dict[str, str]) -> str:
+    from tokenyard.pipeline.control import send_control
+    from tokenyard.pipeline.streams import open_log
+
+    log = open_log(spec.log)
+    try:
+        return await send_control(log, spec, **body)
+    finally:
+        await log.close()
+
+
+@pipeline_group.command("lineage")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("event_id")
+def lineage_command(file: str, event_id: str) -> None:
+    """Print the lineage record of EVENT_ID (event -> inference request id -> result) as JSON."""
+    from tokenyard import runtime
+
+    found = runtime.run(_lineage(_load(file), event_id))
+    if found is None:
+        raise click.ClickException(f"no lineage for event {event_id!r}")
+    click.echo(json.dumps(found))
+
+
+async def _lineage(spec: PipelineSpec, event_id: str) -> dict[str, str] | None:
+    from tokenyard.pipeline.lineage import Lineage
+    from tokenyard.pipeline.streams import open_log
+
+    log = open_log(spec.log)
+    try:
+        return await Lineage(log, spec.lineage_stream).find(event_id)
+    finally:
+        await log.close()
