@@ -78,9 +78,11 @@ class _MemorySubscription:
 class MemoryState:
     """SharedState for one process. ``clock`` returns epoch seconds (injectable for tests)."""
 
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024, clock: Callable[[], float] = time.time,
+                 max_value_bytes: int = 8 * 1024 * 1024) -> None:
         self._clock = clock
         self._max_bytes = max_bytes
+        self._max_value_bytes = max_value_bytes
         self._bytes = 0
         self._buckets: dict[str, _Bucket] = {}
         self._windows: dict[str, tuple[int, int, float]] = {}  # key -> (window index, count, expires)
@@ -203,6 +205,7 @@ class MemoryState:
         return stored.value if stored is not None and isinstance(stored.value, bytes) else None
 
     async def set(self, key: str, value: bytes, ttl_s: float | None = None, only_if_absent: bool = False) -> bool:
+        self._check_size(value)
         if only_if_absent and self._lookup(key) is not None:
             return False
         self._store(key, _Stored(bytes(value), self._expiry(ttl_s), len(value)))
@@ -216,6 +219,7 @@ class MemoryState:
         return stored.expires > self._clock()
 
     async def append(self, key: str, value: bytes, max_len: int, ttl_s: float | None = None) -> int:
+        self._check_size(value)
         stored = self._lookup(key)
         items: deque[bytes] = stored.value if stored is not None and isinstance(stored.value, deque) else deque()
         items.append(bytes(value))
@@ -234,6 +238,10 @@ class MemoryState:
         first = max(0, start + n if start < 0 else start)
         last = end + n if end < 0 else min(end, n - 1)
         return items[first:last + 1] if first <= last else []
+
+    def _check_size(self, value: bytes) -> None:
+        if len(value) > self._max_value_bytes:
+            raise ValueError(f"value of {len(value)} bytes exceeds the limit of {self._max_value_bytes}")
 
     def _lookup(self, key: str) -> _Stored | None:
         self._tick()

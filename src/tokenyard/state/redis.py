@@ -42,6 +42,7 @@ from tokenyard.state.periods import period_end, period_id
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 0.25
+DEFAULT_COOLDOWN_S = 0.5
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 _SCRIPTS = ("token_bucket", "bucket_adjust", "window_hit", "budget", "lease_acquire", "lease_renew",
             "lease_count", "list_append")
@@ -150,11 +151,13 @@ class RedisState:
     """SharedState on one Redis. Build with ``open_state("redis://...")`` or directly from a client."""
 
     def __init__(self, client: Redis, prefix: str = "tokenyard", timeout_s: float = DEFAULT_TIMEOUT_S,
-                 max_value_bytes: int = 8 * 1024 * 1024) -> None:
+                 max_value_bytes: int = 8 * 1024 * 1024, cooldown_s: float = DEFAULT_COOLDOWN_S) -> None:
         self._client = client
         self._prefix = prefix
         self._timeout_s = timeout_s
         self._max_value_bytes = max_value_bytes
+        self._cooldown_s = cooldown_s
+        self._down_until = 0.0  # monotonic; while in the future, calls fail fast without touching Redis
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(_load_script(name)) for name in _SCRIPTS
         }
@@ -162,19 +165,33 @@ class RedisState:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "tokenyard", timeout_s: float = DEFAULT_TIMEOUT_S,
-                 max_connections: int = 64) -> RedisState:
+                 max_connections: int = 64, cooldown_s: float = DEFAULT_COOLDOWN_S) -> RedisState:
         # A blocking pool: a burst of calls waits for a connection (bounded by timeout_s) instead of failing.
         # One quick retry lets a pooled connection that Redis closed (restart) reconnect inside the same call.
         pool = BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=None, socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 1))
-        return cls(Redis.from_pool(pool), prefix=prefix, timeout_s=timeout_s)
+        return cls(Redis.from_pool(pool), prefix=prefix, timeout_s=timeout_s, cooldown_s=cooldown_s)
 
     def _key(self, kind: str, key: str) -> str:
         return f"{self._prefix}:{kind}:{key}"
 
-    async def _run(self, awaitable: Awaitable[T], what: str) -> T:
-        return await bounded(awaitable, self._timeout_s, what)
+    async def _run(self, awaitable: Awaitable[T], what: str, probe: bool = False) -> T:
+        """Bounded call with a breaker: after a failure, calls fail fast for ``cooldown_s``, so a blackholed
+        Redis costs each request nothing instead of a full timeout; the first call after the cool-down (or a
+        ``health()`` probe) tries Redis again."""
+        if not probe and time.monotonic() < self._down_until:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # never started: close it so it is not reported as never awaited
+            raise StateUnavailable(f"redis unavailable ({what}): failed within the last {self._cooldown_s}s")
+        try:
+            result = await bounded(awaitable, self._timeout_s, what)
+        except StateUnavailable:
+            self._down_until = time.monotonic() + self._cooldown_s
+            raise
+        self._down_until = 0.0
+        return result
 
     async def _script(self, name: str, key: str, *args: Any) -> Any:
         return await self._run(self._scripts[name](keys=[key], args=list(args)), name)
@@ -264,7 +281,7 @@ class RedisState:
     async def health(self) -> StateHealth:
         started = time.perf_counter()
         try:
-            await self._run(self._client.ping(), "ping")
+            await self._run(self._client.ping(), "ping", probe=True)
         except StateUnavailable as exc:
             return StateHealth(False, "redis", str(exc), time.perf_counter() - started)
         return StateHealth(True, "redis", "ping ok", time.perf_counter() - started)

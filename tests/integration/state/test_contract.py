@@ -185,3 +185,12 @@ async def test_append_keeps_the_newest_max_len_items(state: SharedState) -> None
 async def test_health_reports_ok(state: SharedState) -> None:
     health = await state.health()
     assert health.ok and health.backend in ("memory", "redis")
+
+
+async def test_values_above_the_size_limit_are_refused(state: SharedState) -> None:
+    huge = b"x" * (8 * 1024 * 1024 + 1)
+    with pytest.raises(ValueError, match="exceeds"):
+        await state.set("big", huge)
+    with pytest.raises(ValueError, match="exceeds"):
+        await state.append("big-list", huge, max_len=1)
+    assert await state.get("big") is None

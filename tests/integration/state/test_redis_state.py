@@ -120,3 +120,18 @@ async def test_recovers_by_itself_after_redis_restarts(redis_server: RedisServer
     finally:
         await state.aclose()
         await listener.aclose()
+
+
+async def test_after_a_failure_calls_fail_fast_until_the_cooldown_ends(redis_server: RedisServer) -> None:
+    state = open_state(redis_server.url + "?cooldown_ms=300", timeout_s=1.0)
+    try:
+        redis_server.stop()
+        with pytest.raises(StateUnavailable):
+            await state.get("k")
+        redis_server.start()
+        with pytest.raises(StateUnavailable, match="failed within"):
+            await state.get("k")  # Redis is back, but the breaker is still open: no call was made
+        await asyncio.sleep(0.4)
+        assert await state.get("k") is None  # the first call after the cool-down reaches Redis again
+    finally:
+        await state.aclose()
