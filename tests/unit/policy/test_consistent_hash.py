@@ -7,6 +7,8 @@ import random
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tokenyard.policy.consistent_hash import HashRing, bounded_owner, bounded_walk, load_bound, stable_hash
 
@@ -93,3 +95,20 @@ def test_bounded_walk_capacity_override() -> None:
 def test_bounded_walk_rejects_c_at_most_one() -> None:
     with pytest.raises(ValueError):
         list(bounded_walk(HashRing({"a": 1.0}), "k", {}, c=1.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    nodes=st.integers(min_value=1, max_value=8),
+    keys=st.lists(st.text(min_size=0, max_size=8), min_size=1, max_size=120),
+    c=st.sampled_from([1.1, 1.25, 1.5, 2.0]),
+)
+def test_bounded_load_property(nodes: int, keys: list[str], c: float) -> None:
+    """Whatever the keys (even all equal), sequential placement never exceeds ceil(c x placed / n)."""
+    ring = HashRing({f"n{i}": 1.0 for i in range(nodes)}, vnodes=20)
+    loads: Counter[str] = Counter()
+    for placed, key in enumerate(keys, start=1):
+        owner = bounded_owner(ring, key, loads, c)
+        assert owner is not None
+        loads[owner] += 1
+        assert max(loads.values()) <= math.ceil(c * placed / nodes)
