@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("tokenyard.security.cli:keys_group", "Create, list and revoke API keys in the key store."),
     "policy": ("tokenyard.security.cli:policy_group", "Export the east-west allow-list (CiliumNetworkPolicy)."),
     "pipeline": ("tokenyard.pipeline.cli:pipeline_group", "Streaming-first pipeline workers."),
+    "plan": ("tokenyard.plan.cli:command",
+             "Capacity planner: replicas, tokens and cost per model to hold each class's SLO."),
 }
 
 
