@@ -7,6 +7,7 @@ from typing import Literal
 
 import msgspec
 
+from tokenyard.config.admission import AdmissionConfig, DegradationConfig
 from tokenyard.config.base import Section
 from tokenyard.config.classes import ClassConfig, default_classes
 from tokenyard.config.models import PASS_THROUGH_MODEL, ModelConfig
@@ -47,6 +48,8 @@ class GatewayConfig(Section, frozen=True, kw_only=True):
     jwt: JwtConfig | None = None
     eastwest: EastWestConfig | None = None
     audit_log: AuditLogConfig = msgspec.field(default_factory=AuditLogConfig)
+    admission: AdmissionConfig = msgspec.field(default_factory=AdmissionConfig)
+    degradation: DegradationConfig = msgspec.field(default_factory=DegradationConfig)
 
     @property
     def auth_enabled(self) -> bool:

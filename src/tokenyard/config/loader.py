@@ -14,6 +14,7 @@ from tokenyard.config.envsubst import substitute
 from tokenyard.config.errors import ConfigError
 from tokenyard.config.gateway import GatewayConfig
 from tokenyard.config.models import PASS_THROUGH_MODEL
+from tokenyard.config.partial import can_cross_check, relevant
 from tokenyard.config.validate import (
     check_auth_rule,
     check_distinct_listeners,
@@ -58,6 +59,10 @@ def parse_config(mapping: Any, env: Mapping[str, str] | None = None) -> GatewayC
     except RecursionError:
         raise ConfigError([("", "the config is nested too deeply")]) from None
     if issues:
+        if can_cross_check(document, sections):
+            later: list[tuple[str, str]] = []
+            _normalise(GatewayConfig(**sections), later)
+            issues += [issue for issue in later if relevant(issue, document, sections)]
         raise ConfigError(issues)
     config = _normalise(GatewayConfig(**sections), issues)
     if issues:

@@ -45,12 +45,14 @@ def test_check_output_example(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(
         "models:\n  chat: {endpoints: [{url: http://127.0.0.1:1/v1}, {url: http://127.0.0.1:2/v1, wieght: 2}]}\n"
-        "tenants: {acme: {rpm: lots}}\n"
+        "tenants: {acme: {rpm: lots}, beta: {class: gold}}\n"
     )
     result = CliRunner().invoke(cli, ["config", "check", str(path)])
     lines = result.stderr.splitlines()
-    assert lines[:2] == [
+    assert lines[:3] == [
         "models.chat.endpoints[1].wieght: unknown key",
         "tenants.acme.rpm: expected integer or null, got string",
+        "tenants.beta.class: class 'gold' is not defined in classes",
     ]
-    assert "\n".join(lines[:2]) in DOC.read_text()
+    assert lines[3].endswith("broken.yaml: 3 error(s)")
+    assert "\n".join([*lines[:3], "broken.yaml: 3 error(s)"]) in DOC.read_text()

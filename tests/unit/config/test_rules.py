@@ -322,3 +322,38 @@ def test_eastwest_section(doc: Doc) -> None:
     rule = config.eastwest.rules[0]
     assert (rule.identities, rule.models, rule.tools) == (("spiffe://prod/ns/rag/*",), ("chat",), ())
     assert config.eastwest.gateway.port == 8080
+
+
+def test_type_and_reference_problems_are_reported_together(doc: Doc) -> None:
+    doc["models"]["chat"]["endpoints"][1]["wieght"] = 2
+    doc["tenants"]["acme"]["class"] = "gold"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc, env={})
+    assert caught.value.issues == [
+        ("models.chat.endpoints[1].wieght", "unknown key"),
+        ("tenants.acme.class", "class 'gold' is not defined in classes"),
+    ]
+
+
+def test_references_to_entries_with_type_problems_are_not_reported(doc: Doc) -> None:
+    doc["models"]["chat-small"]["picker"] = "fastest"  # chat falls back to chat-small
+    doc["classes"] = {"premium": {"priority": "high"}, "standard": {"priority": 1}}  # acme uses premium
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc, env={})
+    assert [path for path, _ in caught.value.issues] == ["models.chat-small.picker", "classes.premium.priority"]
+
+
+def test_a_broken_credential_section_does_not_trigger_the_auth_rule(doc: Doc) -> None:
+    del doc["keys"]
+    doc["listen"] = {"host": "0.0.0.0"}
+    doc["jwt"] = {"issuer": "i", "audience": "a", "jwks_file": "f", "leeway": 1}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc, env={})
+    assert caught.value.issues == [("jwt.leeway", "unknown key")]
+
+
+def test_no_reference_checks_when_a_key_entry_is_broken(doc: Doc) -> None:
+    doc["keys"] = [{"key": "a", "tenant": "acme", "nme": "x"}, {"key": "b", "tenant": "nobody"}]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc, env={})
+    assert caught.value.issues == [("keys[0].nme", "unknown key")]  # keys[1]'s index would be wrong otherwise
