@@ -13,21 +13,19 @@ import time
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tokenyard.policy.outlier import OutlierConfig
 from tokenyard.policy.pickers.endpoint import EndpointView, RequestFeatures
 from tokenyard.policy.pickers.registry import PickerOptions, create_picker
 from tokenyard.policy.retry_budget import RetryBudget
+from tokenyard.sim.testing import running_sim
 from tokenyard.traffic.health import HealthConfig, Outcome, PoolHealth, pick_with_permit
 from tokenyard.traffic.retry import AttemptError, AttemptFailure, RetryEngine, RetryPolicy, run_with_retries
-
-testing = pytest.importorskip("tokenyard.sim.testing")
 
 
 async def test_killing_one_of_three_loses_no_non_streaming_request() -> None:
     async with contextlib.AsyncExitStack() as stack:
-        sims = [await stack.enter_async_context(testing.running_sim(profile="fast", seed=i, itl_ms=5.0))
+        sims = [await stack.enter_async_context(running_sim(profile="fast", seed=i, itl_ms=5.0))
                 for i in range(3)]
         session = await stack.enter_async_context(aiohttp.ClientSession())
         urls = {f"sim{i}": sim.base_url + "/v1" for i, sim in enumerate(sims)}

@@ -11,9 +11,8 @@ import aiohttp
 import pytest
 
 from tokenyard.policy.retry_budget import RetryBudget
+from tokenyard.sim.testing import running_sim
 from tokenyard.traffic.retry import RetryEngine, hedge
-
-testing = pytest.importorskip("tokenyard.sim.testing")
 
 
 async def settle(sim: Any, predicate: Any, timeout: float = 20.0) -> dict[str, Any]:
@@ -28,8 +27,8 @@ async def settle(sim: Any, predicate: Any, timeout: float = 20.0) -> dict[str, A
 @pytest.mark.parametrize("stream", [False, True])
 async def test_hedge_loser_is_aborted_upstream(stream: bool) -> None:
     async with (
-        testing.running_sim(profile="fast", seed=1, itl_ms=5.0) as slow,
-        testing.running_sim(profile="fast", seed=2, itl_ms=5.0) as fast,
+        running_sim(profile="fast", seed=1, itl_ms=5.0) as slow,
+        running_sim(profile="fast", seed=2, itl_ms=5.0) as fast,
         aiohttp.ClientSession() as session,
     ):
         await slow.set_faults(ttft_inflation_ms=20_000)  # the first attempt would take 20 s to its first token

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tokenyard.sim.testing import running_sim
 from tokenyard.upstream.scrape import LoadScraper, ScrapeConfig, metrics_url
 
 
@@ -86,9 +87,8 @@ async def test_unreachable_endpoint_counts_failures_and_goes_stale(unused_port: 
 
 async def test_scrapes_the_simulator_under_load() -> None:
     """Against the real simulator: queued and running requests show up, prefix-cache counters move."""
-    testing = pytest.importorskip("tokenyard.sim.testing")
     async with (
-        testing.running_sim(profile="fast", seed=0, max_num_seqs=2, itl_ms=10.0) as sim,
+        running_sim(profile="fast", seed=0, max_num_seqs=2, itl_ms=10.0) as sim,
         aiohttp.ClientSession() as session,
     ):
         url = sim.base_url + "/v1"
