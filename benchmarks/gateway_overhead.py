@@ -1,0 +1,226 @@
+"""Gateway overhead: direct to the ``fast`` simulator, through a minimal aiohttp pass-through proxy, and
+through ``tokenyard serve``, all in one run. Each server is its own process; the load generator is this one.
+
+    python benchmarks/gateway_overhead.py [--requests 2000] [--seconds 10] [--streams 5000]
+
+Measures (targets from issue 3): added latency p50/p99 at concurrency 1 (non-streaming, 16 tokens), throughput
+at concurrency 64, added TTFT p50 for streams at concurrency 1, and the gateway's RSS while holding N concurrent
+streams (a separate slow simulator keeps them open). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tokenyard import runtime
+
+BODY = {"model": "sim-fast", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 16}
+STREAM_BODY = {**BODY, "stream": True}
+
+
+# -- the minimal pass-through proxy (run as a child process with --proxy URL) ---------------------------------
+async def _proxy_main(upstream: str) -> None:
+    from aiohttp import web
+
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,
+                                    timeout=aiohttp.ClientTimeout(total=None))
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        async with session.post(upstream + request.path, data=body,
+                                headers={"Content-Type": "application/json"}) as up:
+            resp = web.StreamResponse(status=up.status, headers={"Content-Type": up.headers["Content-Type"]})
+            await resp.prepare(request)
+            async for chunk in up.content.iter_any():
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", relay)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(f"proxy listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    await runtime.wait_for_shutdown()
+    await session.close()
+    await runner.cleanup()
+
+
+# -- child processes -------------------------------------------------------------------------------------------
+class Child:
+    def __init__(self, args: list[str]) -> None:
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = Path(self.log.name).read_text()
+            if "listening on http://" in text:
+                self.url = text.split("listening on ", 1)[1].split()[0]
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{args} did not start: {Path(self.log.name).read_text()[-2000:]}")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+# -- load ------------------------------------------------------------------------------------------------------
+async def latencies(session: aiohttp.ClientSession, url: str, n: int, stream: bool) -> list[float]:
+    """Sequential requests; seconds to the whole answer (non-stream) or to the first token (stream)."""
+    out = []
+    body = STREAM_BODY if stream else BODY
+    for _ in range(n):
+        start = time.perf_counter()
+        async with session.post(url + "/v1/chat/completions", json=body) as resp:
+            if stream:
+                async for line in resp.content:
+                    if b'"content":"' in line and b'"content":""' not in line:
+                        out.append(time.perf_counter() - start)
+                        break
+                await resp.read()
+            else:
+                await resp.read()
+                out.append(time.perf_counter() - start)
+    return out
+
+
+async def throughput(session: aiohttp.ClientSession, url: str, concurrency: int, seconds: float) -> float:
+    done = 0
+    end = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < end:
+            async with session.post(url + "/v1/chat/completions", json=BODY) as resp:
+                await resp.read()
+                done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.perf_counter() - start)
+
+
+async def hold_streams(url: str, n: int, gateway: Child) -> tuple[int, float]:
+    """Open ``n`` streams at once; returns how many got their first token and the gateway's peak RSS (MB)."""
+    started = 0
+    peak = 0.0
+    body = {**STREAM_BODY, "max_tokens": 12}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+        async def one() -> None:
+            nonlocal started
+            async with session.post(url + "/v1/chat/completions", json=body) as resp:
+                first = True
+                async for line in resp.content:
+                    if first and b'"content":"' in line and b'"content":""' not in line:
+                        started += 1
+                        first = False
+
+        async def sample() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, gateway.rss_mb())
+                await asyncio.sleep(0.2)
+
+        sampler = asyncio.create_task(sample())
+        results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+        sampler.cancel()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            print(f"  {len(errors)} stream errors, e.g. {errors[0]!r}", file=sys.stderr)
+    return started, peak
+
+
+def pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
+
+
+async def measure(args: argparse.Namespace) -> None:
+    py = sys.executable
+    sim = Child([py, "-m", "tokenyard", "sim", "--profile", "fast", "--port", "0"])
+    targets: dict[str, Child] = {}
+    try:
+        targets["proxy"] = Child([py, __file__, "--proxy", sim.url])
+        targets["tokenyard"] = Child([py, "-m", "tokenyard", "serve", "--upstream", sim.url, "--port", "0"])
+        urls = {"direct": sim.url, "proxy": targets["proxy"].url, "tokenyard": targets["tokenyard"].url}
+        rows: dict[str, dict[str, float]] = {}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            for url in urls.values():  # warm-up
+                await latencies(session, url, 200, False)
+            for name, url in urls.items():
+                lat = await latencies(session, url, args.requests, False)
+                ttft = await latencies(session, url, args.requests // 2, True)
+                rps = await throughput(session, url, 64, args.seconds)
+                rows[name] = {"p50": pct(lat, 50), "p99": pct(lat, 99), "ttft50": pct(ttft, 50), "rps": rps}
+                print(f"  {name}: {rows[name]}", file=sys.stderr)
+    finally:
+        for child in targets.values():
+            child.stop()
+        sim.stop()
+    d, p, t = rows["direct"], rows["proxy"], rows["tokenyard"]
+    print("| path | p50 ms (c=1) | p99 ms (c=1) | stream TTFT p50 ms | req/s (c=64) |")
+    print("|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['ttft50']:.2f} | {r['rps']:.0f} |")
+    print()
+    print(f"tokenyard added p50 {t['p50'] - d['p50']:.2f} ms, p99 {t['p99'] - d['p99']:.2f} ms, "
+          f"TTFT p50 {t['ttft50'] - d['ttft50']:.2f} ms; throughput {100 * t['rps'] / p['rps']:.0f}% of the proxy "
+          f"(proxy added p50 {p['p50'] - d['p50']:.2f} ms)")
+    if args.streams:
+        slow = Child([py, "-m", "tokenyard", "sim", "--profile", "fast", "--port", "0", "--itl-ms", "500",
+                      "--ttft-ms", "500", "--max-num-seqs", str(args.streams + 100)])
+        gateway = Child([py, "-m", "tokenyard", "serve", "--upstream", slow.url, "--port", "0"])
+        try:
+            idle = gateway.rss_mb()
+            started, peak = await hold_streams(gateway.url, args.streams, gateway)
+        finally:
+            gateway.stop()
+            slow.stop()
+        print(f"{args.streams} concurrent streams: {started} got tokens; gateway RSS idle {idle:.0f} MB, "
+              f"peak {peak:.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--proxy", help=argparse.SUPPRESS)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--streams", type=int, default=5000)
+    args = parser.parse_args()
+    if args.proxy:
+        runtime.run(_proxy_main(args.proxy))
+    else:
+        runtime.run(measure(args))
+
+
+if __name__ == "__main__":
+    main()
