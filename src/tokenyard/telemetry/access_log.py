@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from tokenyard.gateway.context import RequestContext
 
 
-class AccessLine(msgspec.Struct, omit_defaults=True):
+class AccessLine(msgspec.Struct):
     request_id: str
     tenant: str
     klass: str = msgspec.field(name="class")
