@@ -5,18 +5,21 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tokenyard.state.base import (
+    BucketTake,
     BudgetPeriod,
     BudgetResult,
     SharedState,
     StateHealth,
     StateUnavailable,
     Subscription,
+    TakeAllResult,
     TakeResult,
     WindowResult,
 )
 from tokenyard.state.memory import MemoryState
 
 __all__ = [
+    "BucketTake",
     "BudgetPeriod",
     "BudgetResult",
     "MemoryState",
@@ -24,6 +27,7 @@ __all__ = [
     "StateHealth",
     "StateUnavailable",
     "Subscription",
+    "TakeAllResult",
     "TakeResult",
     "WindowResult",
     "open_state",

@@ -9,7 +9,7 @@ applies its configured fail-open or fail-closed policy. Nothing here retries for
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 BudgetPeriod = Literal["day", "month"]
@@ -29,6 +29,29 @@ class TakeResult(NamedTuple):
     allowed: bool
     remaining: float
     retry_after_s: float
+
+
+class BucketTake(NamedTuple):
+    """One bucket of an all-or-nothing ``take_all``."""
+
+    key: str
+    cost: float
+    rate_per_s: float
+    burst: float
+
+
+class TakeAllResult(NamedTuple):
+    """``allowed``: every bucket had enough and all were charged; otherwise none was.
+
+    ``buckets[i]`` is bucket i's own view: whether it alone had enough, its level afterwards and when it would.
+    """
+
+    allowed: bool
+    buckets: list[TakeResult]
+
+    @property
+    def retry_after_s(self) -> float:
+        return max((b.retry_after_s for b in self.buckets), default=0.0)
 
 
 class WindowResult(NamedTuple):
@@ -75,6 +98,14 @@ class SharedState(Protocol):
 
         ``now`` (epoch seconds) is for deterministic tests; by default the backend's clock is used (Redis: the
         server's, so replicas with skewed clocks agree). A refused take consumes nothing.
+        """
+        ...
+
+    async def take_all(self, takes: Sequence[BucketTake], now: float | None = None) -> TakeAllResult:
+        """Take from several distinct buckets atomically, all or nothing, in one round trip.
+
+        For limits on several scopes at once (key, tenant, class; requests and tokens): a refusal by one bucket
+        charges none. Keys must be distinct (``ValueError`` otherwise).
         """
         ...
 

@@ -12,13 +12,15 @@ import asyncio
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tokenyard.state.base import (
+    BucketTake,
     BudgetPeriod,
     BudgetResult,
     StateHealth,
+    TakeAllResult,
     TakeResult,
     WindowResult,
 )
@@ -41,6 +43,11 @@ class _Stored:
     value: bytes | deque[bytes]
     expires: float
     size: int
+
+
+def _check_distinct(takes: Sequence[BucketTake]) -> None:
+    if len({t.key for t in takes}) != len(takes):
+        raise ValueError("take_all needs distinct bucket keys")
 
 
 class _MemorySubscription:
@@ -96,7 +103,32 @@ class MemoryState:
     async def take(
         self, key: str, cost: float, rate_per_s: float, burst: float, now: float | None = None
     ) -> TakeResult:
+        result = await self.take_all([BucketTake(key, cost, rate_per_s, burst)], now)
+        return result.buckets[0]
+
+    async def take_all(self, takes: Sequence[BucketTake], now: float | None = None) -> TakeAllResult:
+        _check_distinct(takes)
         now = self._now(now)
+        buckets = [self._refilled(t.key, t.rate_per_s, t.burst, now) for t in takes]
+        allowed = all(b.tokens >= t.cost for b, t in zip(buckets, takes, strict=True))
+        results = []
+        for bucket, take in zip(buckets, takes, strict=True):
+            enough = bucket.tokens >= take.cost
+            if enough:
+                retry = 0.0
+            elif take.rate_per_s > 0 and take.cost <= take.burst:
+                retry = (take.cost - bucket.tokens) / take.rate_per_s
+            else:
+                retry = math.inf
+            if allowed:
+                bucket.tokens -= take.cost
+            rate, burst = take.rate_per_s, take.burst
+            bucket.expires = now + ((burst - bucket.tokens) / rate + 1.0 if rate > 0 else 86400.0)
+            results.append(TakeResult(enough, bucket.tokens, retry))
+        return TakeAllResult(allowed, results)
+
+    def _refilled(self, key: str, rate_per_s: float, burst: float, now: float) -> _Bucket:
+        """The bucket refilled to ``now`` (capped at ``burst``) with pending reconciliation applied."""
         bucket = self._buckets.get(key)
         if bucket is None or (bucket.expires <= now and bucket.adj == 0):
             bucket = _Bucket(tokens=burst, ts=now)
@@ -106,14 +138,7 @@ class MemoryState:
             bucket.ts = now
         bucket.tokens = min(burst, bucket.tokens + bucket.adj)
         bucket.adj = 0.0
-        if bucket.tokens >= cost:
-            bucket.tokens -= cost
-            allowed, retry = True, 0.0
-        else:
-            allowed = False
-            retry = (cost - bucket.tokens) / rate_per_s if rate_per_s > 0 and cost <= burst else math.inf
-        bucket.expires = now + ((burst - bucket.tokens) / rate_per_s + 1.0 if rate_per_s > 0 else 86400.0)
-        return TakeResult(allowed, bucket.tokens, retry)
+        return bucket
 
     async def adjust(self, key: str, delta: float) -> None:
         self._tick()

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -30,10 +30,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tokenyard.state.base import (
+    BucketTake,
     BudgetPeriod,
     BudgetResult,
     StateHealth,
     StateUnavailable,
+    TakeAllResult,
     TakeResult,
     WindowResult,
 )
@@ -44,8 +46,8 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 0.25
 DEFAULT_COOLDOWN_S = 0.5
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-_SCRIPTS = ("token_bucket", "bucket_adjust", "window_hit", "budget", "lease_acquire", "lease_renew",
-            "lease_count", "list_append")
+_SCRIPTS = ("token_bucket", "token_buckets_all", "bucket_adjust", "window_hit", "budget", "lease_acquire",
+            "lease_renew", "lease_count", "list_append")
 _SUBSCRIBER_QUEUE = 10_000
 
 
@@ -205,6 +207,20 @@ class RedisState:
             "" if now is None else repr(float(now)))
         retry_after = float(retry)
         return TakeResult(bool(allowed), float(remaining), math.inf if retry_after < 0 else retry_after)
+
+    async def take_all(self, takes: Sequence[BucketTake], now: float | None = None) -> TakeAllResult:
+        if len({t.key for t in takes}) != len(takes):
+            raise ValueError("take_all needs distinct bucket keys")
+        if not takes:
+            return TakeAllResult(True, [])
+        args: list[str] = ["" if now is None else repr(float(now))]
+        for take in takes:
+            args += [repr(float(take.cost)), repr(float(take.rate_per_s)), repr(float(take.burst))]
+        keys = [self._key("tb", take.key) for take in takes]
+        allowed, rows = await self._run(self._scripts["token_buckets_all"](keys=keys, args=args), "take_all")
+        buckets = [TakeResult(bool(ok), float(level), math.inf if float(retry) < 0 else float(retry))
+                   for ok, level, retry in rows]
+        return TakeAllResult(bool(allowed), buckets)
 
     async def adjust(self, key: str, delta: float) -> None:
         await self._script("bucket_adjust", self._key("tb", key), repr(float(delta)))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tokenyard.state import SharedState, Subscription
+from tokenyard.state import BucketTake, SharedState, Subscription
 
 T0 = 1_800_000_000.0  # a fixed epoch second: bucket and window tests pass `now` so they are deterministic
 
@@ -194,3 +194,29 @@ async def test_values_above_the_size_limit_are_refused(state: SharedState) -> No
     with pytest.raises(ValueError, match="exceeds"):
         await state.append("big-list", huge, max_len=1)
     assert await state.get("big") is None
+
+
+async def test_take_all_charges_every_bucket_or_none(state: SharedState) -> None:
+    requests = BucketTake("tenant:rpm", 1, rate_per_s=1, burst=10)
+    tokens = BucketTake("tenant:tpm", 400, rate_per_s=100, burst=1000)
+    first = await state.take_all([requests, tokens], now=T0)
+    assert first.allowed and [b.remaining for b in first.buckets] == pytest.approx([9, 600])
+    assert first.retry_after_s == 0
+    second = await state.take_all([requests, tokens._replace(cost=700)], now=T0)
+    assert not second.allowed
+    assert [b.allowed for b in second.buckets] == [True, False]
+    assert [b.remaining for b in second.buckets] == pytest.approx([9, 600])  # nothing charged
+    assert second.retry_after_s == pytest.approx(1.0)
+    third = await state.take_all([requests, tokens._replace(cost=700)], now=T0 + 1)
+    assert third.allowed and [b.remaining for b in third.buckets] == pytest.approx([9, 0])
+    assert (await state.take("tenant:rpm", 0, 1, 10, now=T0 + 1)).remaining == pytest.approx(9)  # shared with take
+
+
+async def test_take_all_applies_reconciliation_and_rejects_duplicate_keys(state: SharedState) -> None:
+    await state.adjust("a", -5)
+    result = await state.take_all([BucketTake("a", 1, 1, 5), BucketTake("b", 1, 1, 5)], now=T0)
+    assert not result.allowed and result.buckets[0].remaining == pytest.approx(0)
+    assert result.buckets[1].remaining == pytest.approx(5)
+    assert (await state.take_all([], now=T0)).allowed
+    with pytest.raises(ValueError, match="distinct"):
+        await state.take_all([BucketTake("a", 1, 1, 5), BucketTake("a", 1, 1, 5)])

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.conftest import RedisServer, free_port
-from tokenyard.state import StateUnavailable, open_state
+from tokenyard.state import BucketTake, StateUnavailable, open_state
 from tokenyard.state.redis import RedisState
 
 pytestmark = pytest.mark.redis
@@ -33,6 +33,10 @@ async def test_three_clients_hammering_one_limit_admit_at_most_the_limit(flushed
         assert sum(admitted) == 200  # 450 attempts, exactly the burst admitted
         admitted = await asyncio.gather(*(hammer_window(c, 150) for c in clients))
         assert sum(admitted) == 200
+        pair = [BucketTake("rpm", 1, 0, 100), BucketTake("tpm", 10, 0, 1500)]
+        multi = await asyncio.gather(*(c.take_all(pair) for c in clients for _ in range(60)))
+        assert sum(r.allowed for r in multi) == 100  # rpm binds first; tpm charged only with it
+        assert (await clients[1].take("tpm", 0, 0, 1500)).remaining == pytest.approx(500)
         granted = await asyncio.gather(*(c.acquire_lease("ep", f"h{i}-{n}", 10, 30)
                                          for i, c in enumerate(clients) for n in range(20)))
         assert sum(granted) == 10
