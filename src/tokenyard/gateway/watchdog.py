@@ -15,11 +15,16 @@ from tokenyard.gateway.context import RequestContext
 
 
 class Watchdog:
-    """Cancels ``ctx`` when the first token (``first_s``), the next token (``idle_s``) or the deadline is late."""
+    """Cancels ``ctx`` when the first token (``first_s``), the next token (``idle_s``) or the deadline is late.
+
+    ``first_s`` None (non-streaming requests: nothing arrives before the whole answer) leaves only the deadline,
+    so a long generation is never cut by a total timeout; the client's own timeout still closes the upstream.
+    """
 
     __slots__ = ("_handle", "ctx", "deadline", "first_s", "got_first", "idle_s", "last", "loop")
 
-    def __init__(self, ctx: RequestContext, loop: asyncio.AbstractEventLoop, first_s: float, idle_s: float) -> None:
+    def __init__(self, ctx: RequestContext, loop: asyncio.AbstractEventLoop, first_s: float | None,
+                 idle_s: float) -> None:
         self.ctx = ctx
         self.loop = loop
         self.first_s = first_s
@@ -28,17 +33,20 @@ class Watchdog:
         self.last = monotonic()
         self.got_first = False
         self._handle: asyncio.TimerHandle | None = None
-        self._schedule(self.last + first_s)
+        self._schedule(None if first_s is None else self.last + first_s)
 
-    def _schedule(self, due: float) -> None:
-        if self.deadline is not None and self.deadline < due:
+    def _schedule(self, due: float | None) -> None:
+        if self.deadline is not None and (due is None or self.deadline < due):
             due = self.deadline
-        self._handle = self.loop.call_later(max(0.0, due - monotonic()), self._fire)
+        if due is not None:
+            self._handle = self.loop.call_later(max(0.0, due - monotonic()), self._fire)
 
     def _fire(self) -> None:
         now = monotonic()
         if self.deadline is not None and now >= self.deadline:
             self.ctx.cancel("deadline", now)
+            return
+        if self.first_s is None:
             return
         due = self.last + (self.idle_s if self.got_first else self.first_s)
         if now >= due:

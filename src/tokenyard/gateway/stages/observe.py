@@ -50,6 +50,18 @@ def observe_stage(gw: Gateway) -> Stage:
                 ctx.outcome = exc.outcome
                 response = exc.response()
             except asyncio.CancelledError:
+                task = ctx.task
+                if ctx.abort_reason and task is not None and task.cancelling() and not ctx.outcome:
+                    # The gateway aborted it (admin, deadline) before any upstream work: answer the client.
+                    task.uncancel()
+                    error = GatewayError(504 if ctx.abort_reason == "deadline" else 503,
+                                         f"request aborted: {ctx.abort_reason}", ctx.abort_reason,
+                                         outcome="expired" if ctx.abort_reason == "deadline" else "error")
+                    ctx.status = error.status
+                    ctx.outcome = error.outcome
+                    answer = error.response()
+                    answer.headers.update(gateway_headers(ctx))
+                    return answer
                 if not ctx.outcome:
                     ctx.outcome = "client_aborted"
                 ctx.status = ctx.status or 499
