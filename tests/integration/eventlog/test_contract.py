@@ -167,3 +167,19 @@ async def test_pending_entries_trimmed_away_are_dropped_on_claim(log: EventLog) 
     assert await log.claim_idle("s", "g", "r", IDLE) == []
     assert await log.pending("s", "g") == []
     assert [e.id for e in await log.read_group("s", "g", "r")] == keep
+
+
+async def test_append_once_appends_one_entry_per_dedupe_key(log: EventLog) -> None:
+    first, created = await log.append_once("results", "event-1", {"text": "answer"})
+    assert created
+    again, created_again = await log.append_once("results", "event-1", {"text": "answer, redelivered"})
+    assert (again, created_again) == (first, False)
+    other, created_other = await log.append_once("results", "event-2", {"text": "other"})
+    assert created_other and parse_id(other) > parse_id(first)
+    assert [e.fields["text"] for e in await log.read_range("results")] == ["answer", "other"]
+    short, _ = await log.append_once("results", "event-3", {"text": "x"}, ttl_s=IDLE)
+    await asyncio.sleep(IDLE_WAIT)
+    later, created_later = await log.append_once("results", "event-3", {"text": "y"}, ttl_s=IDLE)
+    assert created_later and later != short  # the dedupe record expired
+    bounded = [await log.append_once("trimmed", f"k{i}", {"n": str(i)}, maxlen=2) for i in range(4)]
+    assert [e.id for e in await log.read_range("trimmed")] == [i for i, _ in bounded[2:]]

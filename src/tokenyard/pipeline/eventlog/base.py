@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 DEAD_SUFFIX = ":dead"
+DEDUPE_INFIX = ":dedupe:"  # Redis: the record of an append_once key is ``<stream>:dedupe:<key>``
 # Fields added to an entry moved to the dead-letter stream (beside the original fields).
 DEAD_ID, DEAD_GROUP, DEAD_DELIVERIES, DEAD_REASON = (
     "dead_letter.id", "dead_letter.group", "dead_letter.deliveries", "dead_letter.reason")
@@ -59,6 +60,17 @@ def dead_stream(stream: str) -> str:
 class EventLog(Protocol):
     async def append(self, stream: str, fields: Mapping[str, str], *, maxlen: int | None = None) -> str:
         """Append an entry and return its id; ``maxlen`` trims the oldest entries beyond that many."""
+        ...
+
+    async def append_once(
+        self, stream: str, dedupe_key: str, fields: Mapping[str, str], *, maxlen: int | None = None,
+        ttl_s: float | None = None,
+    ) -> tuple[str, bool]:
+        """Append unless an entry with ``dedupe_key`` was appended to ``stream`` before (within ``ttl_s``).
+
+        Returns ``(id, True)`` for a new entry, ``(earlier id, False)`` for a duplicate: what makes a sink that
+        writes results to a stream idempotent under redelivery (dedupe by source event id).
+        """
         ...
 
     async def create_group(self, stream: str, group: str, start_id: str = "0") -> bool:

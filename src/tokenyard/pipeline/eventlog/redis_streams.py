@@ -28,6 +28,7 @@ from tokenyard.pipeline.eventlog.base import (
     DEAD_GROUP,
     DEAD_ID,
     DEAD_REASON,
+    DEDUPE_INFIX,
     Entry,
     EventLogUnavailable,
     GroupInfo,
@@ -61,6 +62,7 @@ class RedisStreamsEventLog:
         self._timeout_s = timeout_s
         self._claim = client.register_script(_load_script("claim"))
         self._dead_letter = client.register_script(_load_script("dead_letter"))
+        self._append_once = client.register_script(_load_script("append_once"))
 
     @classmethod
     def from_url(
@@ -87,6 +89,17 @@ class RedisStreamsEventLog:
     async def append(self, stream: str, fields: Mapping[str, str], *, maxlen: int | None = None) -> str:
         payload: dict[Any, Any] = dict(fields)
         return str(await self._run(self._client.xadd(stream, payload, maxlen=maxlen, approximate=False), "append"))
+
+    async def append_once(
+        self, stream: str, dedupe_key: str, fields: Mapping[str, str], *, maxlen: int | None = None,
+        ttl_s: float | None = None,
+    ) -> tuple[str, bool]:
+        args: list[Any] = ["" if ttl_s is None else max(1, int(ttl_s * 1000)), "" if maxlen is None else maxlen]
+        for name, value in fields.items():
+            args += [name, value]
+        entry_id, appended = await self._run(self._append_once(
+            keys=[stream, stream + DEDUPE_INFIX + dedupe_key], args=args), "append_once")
+        return str(entry_id), bool(appended)
 
     async def create_group(self, stream: str, group: str, start_id: str = "0") -> bool:
         try:

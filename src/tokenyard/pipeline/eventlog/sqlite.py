@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS groups (
     PRIMARY KEY (stream, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS consumers (
     stream TEXT NOT NULL, grp TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (stream, grp, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedupe (
+    stream TEXT NOT NULL, key TEXT NOT NULL, ms INTEGER NOT NULL, seq INTEGER NOT NULL, expires_ms INTEGER,
+    PRIMARY KEY (stream, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending (
     stream TEXT NOT NULL, grp TEXT NOT NULL, ms INTEGER NOT NULL, seq INTEGER NOT NULL, consumer TEXT NOT NULL,
     delivered_ms INTEGER NOT NULL, deliveries INTEGER NOT NULL,
@@ -97,6 +100,28 @@ class SqliteEventLog:
         entry_id = await self._call(lambda db: format_id(*_append(db, stream, payload, maxlen)))
         self._wake_readers()
         return entry_id
+
+    async def append_once(
+        self, stream: str, dedupe_key: str, fields: Mapping[str, str], *, maxlen: int | None = None,
+        ttl_s: float | None = None,
+    ) -> tuple[str, bool]:
+        payload = json.dumps(dict(fields), separators=(",", ":"))
+
+        def append_once(db: sqlite3.Connection) -> tuple[str, bool]:
+            now = _now_ms()
+            row = db.execute("SELECT ms, seq, expires_ms FROM dedupe WHERE stream = ? AND key = ?",
+                             (stream, dedupe_key)).fetchone()
+            if row is not None and (row[2] is None or row[2] > now):
+                return format_id(row[0], row[1]), False
+            new = _append(db, stream, payload, maxlen)
+            expires = None if ttl_s is None else now + max(1, int(ttl_s * 1000))
+            db.execute("INSERT OR REPLACE INTO dedupe VALUES (?, ?, ?, ?, ?)", (stream, dedupe_key, *new, expires))
+            return format_id(*new), True
+
+        result = await self._call(append_once)
+        if result[1]:
+            self._wake_readers()
+        return result
 
     async def create_group(self, stream: str, group: str, start_id: str = "0") -> bool:
         def create(db: sqlite3.Connection) -> bool:
