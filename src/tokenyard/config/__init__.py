@@ -16,7 +16,7 @@ from tokenyard.config.loader import (
     override_listen,
     parse_config,
 )
-from tokenyard.config.models import MODEL_KINDS, PASS_THROUGH_MODEL, PICKERS, EndpointConfig, ModelConfig, PickerOptions
+from tokenyard.config.models import MODEL_KINDS, PASS_THROUGH_MODEL, PICKERS, EndpointConfig, ModelConfig
 from tokenyard.config.security import (
     AuditLogConfig,
     EastWestConfig,
@@ -59,7 +59,6 @@ __all__ = [
     "LimitsConfig",
     "ListenConfig",
     "ModelConfig",
-    "PickerOptions",
     "RetriesConfig",
     "Section",
     "TLSConfig",

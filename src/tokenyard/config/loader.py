@@ -17,6 +17,7 @@ from tokenyard.config.models import PASS_THROUGH_MODEL
 from tokenyard.config.partial import can_cross_check, relevant
 from tokenyard.config.validate import (
     check_auth_rule,
+    check_class_references,
     check_distinct_listeners,
     check_eastwest,
     check_jwt,
@@ -119,6 +120,7 @@ def _normalise(config: GatewayConfig, issues: list[tuple[str, str]]) -> GatewayC
     default_class = resolve_default_class(config.default_class, classes, issues)
     models = normalise_models(config.models, issues)
     tenants = normalise_tenants(config.tenants, classes, default_class, issues)
+    check_class_references(config.admission, config.degradation, classes, issues)
     keys = normalise_keys(config.keys, tenants, models, classes, issues)
     if config.jwt is not None:
         check_jwt(config.jwt, issues)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-import msgspec
+from typing import Literal
 
 from tokenyard.config.base import Name, NonNegativeInt, PositiveInt, Section
 
@@ -40,20 +38,6 @@ class EndpointConfig(Section, frozen=True, kw_only=True):
     zone: str | None = None
 
 
-class PickerOptions(Section, frozen=True, kw_only=True):
-    """Settings of the affinity pickers (the others ignore them).
-
-    ``session_header``: the request header whose value pins a session to an endpoint (``session``).
-    ``prefix_chars``: how many leading characters of the prompt are hashed (``prefix-affinity``).
-    ``load_bound``: consistent hashing with bounded load; an endpoint takes at most this factor times the
-    pool's mean load before the next endpoint on the ring is used (``prefix-affinity``, ``session``).
-    """
-
-    session_header: str = "x-session-id"
-    prefix_chars: PositiveInt = 1024
-    load_bound: Annotated[float, msgspec.Meta(ge=1.0)] = 1.25
-
-
 class ModelConfig(Section, frozen=True, kw_only=True):
     """A pool of endpoints serving one model name.
 
@@ -65,7 +49,6 @@ class ModelConfig(Section, frozen=True, kw_only=True):
     endpoints: tuple[EndpointConfig, ...]
     upstream_model: Name | None = None
     picker: PickerName = "least-load"
-    picker_options: PickerOptions = msgspec.field(default_factory=PickerOptions)
     fallback: tuple[str, ...] = ()
     max_context_tokens: PositiveInt | None = None
     kind: ModelKind = "llm"

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from tokenyard.config.admission import AdmissionConfig, DegradationConfig
 from tokenyard.config.classes import DEFAULT_CLASS_NAME, ClassConfig
 from tokenyard.config.errors import join_path
 from tokenyard.config.gateway import is_loopback
@@ -246,6 +247,29 @@ def check_eastwest(eastwest: EastWestConfig, issues: Issues) -> None:
         if rule.name and rule.name in names:
             issues.append((join_path(path, "name"), f"rule name {rule.name!r} is used twice"))
         names.add(rule.name)
+
+
+def check_class_references(
+    admission: AdmissionConfig, degradation: DegradationConfig, classes: dict[str, ClassConfig], issues: Issues
+) -> None:
+    """Class names used by the admission and degradation sections must be defined classes.
+
+    The built-in defaults name ``premium``; they are not errors in a config whose classes have other names.
+    """
+    defaults = DegradationConfig()
+    named: list[tuple[str, tuple[str, ...]]] = [
+        ("admission.queue_caps", tuple(admission.queue_caps)),
+        ("degradation.classes", degradation.classes or ()),
+    ]
+    if degradation.class_offsets != defaults.class_offsets:
+        named.append(("degradation.class_offsets", tuple(degradation.class_offsets)))
+    if degradation.concise_max_tokens != defaults.concise_max_tokens:
+        named.append(("degradation.concise_max_tokens", tuple(degradation.concise_max_tokens)))
+    for path, names in named:
+        for index, name in enumerate(names):
+            if name not in classes:
+                where = join_path(path, index) if path == "degradation.classes" else join_path(path, name)
+                issues.append((where, f"class {name!r} is not defined in classes"))
 
 
 def _digest_of(plaintext: str | None, digest: str | None, path: str, issues: Issues) -> str:

@@ -242,18 +242,6 @@ def test_admin_mode(doc: dict[str, Any]) -> None:
     assert parse_config(doc, env={}).admin_mode == "open"  # the loopback demo: auth off
 
 
-def test_picker_options(doc: dict[str, Any]) -> None:
-    doc["models"]["chat"]["picker"] = "prefix-affinity"
-    doc["models"]["chat"]["picker_options"] = {"prefix_chars": 512, "load_bound": 1.5}
-    chat = parse_config(doc, env={}).models["chat"]
-    assert (chat.picker_options.prefix_chars, chat.picker_options.load_bound) == (512, 1.5)
-    assert chat.picker_options.session_header == "x-session-id"
-    doc["models"]["chat"]["picker_options"] = {"load_bound": 0.5}
-    with pytest.raises(ConfigError) as caught:
-        parse_config(doc, env={})
-    assert caught.value.issues[0][0] == "models.chat.picker_options.load_bound"
-
-
 def test_alias_bombs_are_refused(tmp_path: Path) -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
