@@ -183,3 +183,21 @@ async def test_append_once_appends_one_entry_per_dedupe_key(log: EventLog) -> No
     assert created_later and later != short  # the dedupe record expired
     bounded = [await log.append_once("trimmed", f"k{i}", {"n": str(i)}, maxlen=2) for i in range(4)]
     assert [e.id for e in await log.read_range("trimmed")] == [i for i, _ in bounded[2:]]
+
+
+async def test_read_after_follows_a_stream_without_a_group(log: EventLog) -> None:
+    ids = await _fill(log, 3, stream="control")
+    assert [e.id for e in await log.read_after("control")] == ids
+    assert [e.id for e in await log.read_after("control", ids[0], count=1)] == ids[1:2]
+    assert await log.read_after("control", ids[-1]) == []
+    assert await log.read_after("control", "$", block_s=0.1) == []
+
+    async def produce() -> str:
+        await asyncio.sleep(0.2)
+        return await log.append("control", {"op": "abort"})
+
+    producer = asyncio.create_task(produce())
+    followed = await log.read_after("control", ids[-1], block_s=5)
+    assert [e.id for e in followed] == [await producer]
+    assert followed[0].fields == {"op": "abort"} and followed[0].deliveries == 0
+    assert [e.id for e in await log.read_after("control", ids[-1])] == [followed[0].id]  # readers all see it

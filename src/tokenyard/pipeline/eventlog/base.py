@@ -121,6 +121,14 @@ class EventLog(Protocol):
         """Entries with ``start <= id <= end`` oldest first, for replay (``(id`` makes a bound exclusive)."""
         ...
 
+    async def read_after(
+        self, stream: str, after: str = "0-0", *, count: int = 100, block_s: float | None = None
+    ) -> list[Entry]:
+        """Up to ``count`` entries with ids above ``after``, without a group (XREAD): every reader sees every
+        entry, e.g. a control stream. With ``block_s`` waits up to that long for at least one. Pass the last id
+        seen to follow a stream; ``"$"`` means the stream's last id at the time of the call."""
+        ...
+
     async def length(self, stream: str) -> int: ...
 
     async def group_info(self, stream: str, group: str) -> GroupInfo:

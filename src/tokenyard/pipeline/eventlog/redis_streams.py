@@ -156,6 +156,17 @@ class RedisStreamsEventLog:
         rows = await self._run(self._client.xrange(stream, min=start, max=end, count=count), "read_range")
         return [Entry(str(i), _fields(f), 0) for i, f in rows]
 
+    async def read_after(
+        self, stream: str, after: str = "0-0", *, count: int = 100, block_s: float | None = None
+    ) -> list[Entry]:
+        block_ms = None if block_s is None else max(1, int(block_s * 1000))
+        reply = await self._run(self._client.xread({stream: after}, count=count, block=block_ms),
+                                "read_after", extra_s=block_s or 0.0)
+        entries: list[Entry] = []
+        for _, messages in reply or []:
+            entries.extend(Entry(str(i), _fields(f), 0) for i, f in messages)
+        return entries
+
     async def length(self, stream: str) -> int:
         return int(await self._run(self._client.xlen(stream), "length"))
 

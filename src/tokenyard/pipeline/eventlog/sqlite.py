@@ -136,10 +136,20 @@ class SqliteEventLog:
     async def read_group(
         self, stream: str, group: str, consumer: str, *, count: int = 10, block_s: float | None = None
     ) -> list[Entry]:
+        return await self._blocking(lambda db: _read_new(db, stream, group, consumer, count), block_s)
+
+    async def read_after(
+        self, stream: str, after: str = "0-0", *, count: int = 100, block_s: float | None = None
+    ) -> list[Entry]:
+        start = await self._call(lambda db: _ensure_stream(db, stream)) if after == "$" else parse_id(after)
+        return await self._blocking(lambda db: _read_after(db, stream, start, count), block_s)
+
+    async def _blocking(self, read: Callable[[sqlite3.Connection], list[Entry]], block_s: float | None) -> list[Entry]:
+        """Run ``read``; with ``block_s``, again on every append here (and every 50 ms) until it finds entries."""
         deadline = time.monotonic() + (block_s or 0.0)
         while True:
             woken = self._appended
-            entries = await self._call(lambda db: _read_new(db, stream, group, consumer, count))
+            entries = await self._call(read)
             remaining = deadline - time.monotonic()
             if entries or block_s is None or remaining <= 0:
                 return entries
@@ -263,6 +273,12 @@ def _group_last(db: sqlite3.Connection, stream: str, group: str) -> StreamId:
     if row is None:
         raise GroupNotFound(f"no consumer group {group!r} on stream {stream!r}")
     return (int(row[0]), int(row[1]))
+
+
+def _read_after(db: sqlite3.Connection, stream: str, after: StreamId, count: int) -> list[Entry]:
+    rows = db.execute("SELECT ms, seq, fields FROM entries WHERE stream = ? AND (ms, seq) > (?, ?)"
+                      " ORDER BY ms, seq LIMIT ?", (stream, *after, count)).fetchall()
+    return [Entry(format_id(ms, seq), json.loads(fields), 0) for ms, seq, fields in rows]
 
 
 def _read_new(db: sqlite3.Connection, stream: str, group: str, consumer: str, count: int) -> list[Entry]:
