@@ -72,8 +72,9 @@ class Child:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
+        output = Path(self.log.name).read_text()[-2000:]
         self.stop()
-        raise RuntimeError(f"{args} did not start: {Path(self.log.name).read_text()[-2000:]}")
+        raise RuntimeError(f"{args} did not start: {output}")
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
