@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import math
 import random
-from typing import Any
+from typing import Any, Protocol
 
 from tokenyard.sim.metrics import EngineHistograms
 from tokenyard.sim.params import SimParams
@@ -29,10 +29,21 @@ class RequestInvalid(Exception):
     """The request can never run on this engine (too long for the model or the KV cache)."""
 
 
+class DirectWriter(Protocol):
+    """Writes a stream's new tokens from inside the engine loop (the hot path: no handler wake-up per token)."""
+
+    def push(self) -> bool:
+        """Send what was delivered; False when it cannot (connection closing, client not reading)."""
+
+    def wants_handler(self) -> bool:
+        """Whether the handler must run now (its stream reached a point it handles itself, e.g. a drop)."""
+
+
 class RequestHandle:
     """The HTTP side of one sequence: what it may send (``available``) and a waiter to sleep on."""
 
-    __slots__ = ("aborted", "available", "detached", "finished", "seq", "text_start", "text_stride", "waiter")
+    __slots__ = ("aborted", "available", "detached", "direct", "finished", "seq", "text_start", "text_stride",
+                 "waiter")
 
     def __init__(self, seq: Sequence, text_start: int, text_stride: int) -> None:
         self.seq = seq
@@ -42,6 +53,7 @@ class RequestHandle:
         self.finished = False  # the last token was delivered
         self.aborted = False  # the engine dropped the sequence
         self.detached = False  # the client went away (zombie if the sequence still runs)
+        self.direct: DirectWriter | None = None  # set by a streaming handler once its headers are out
         self.waiter: asyncio.Future[None] | None = None
 
     def notify(self) -> None:
@@ -208,7 +220,14 @@ class Engine:
             seq.last_token_at = now
             handle: RequestHandle = seq.sink
             handle.available = seq.num_output
-            handle.notify()
+            direct = handle.direct
+            if direct is None:
+                handle.notify()
+            elif not direct.push():
+                handle.direct = None  # the handler takes over, with flow control
+                handle.notify()
+            elif direct.wants_handler():
+                handle.notify()
         for seq in result.finished:
             hist.e2e.observe(now - seq.arrival)
             handle = seq.sink

@@ -133,6 +133,18 @@ class ChunkWriter:
     def last_token(self, vocab_index: int, finish_reason: str) -> bytes:
         return self._head + VOCAB_JSON[vocab_index] + (self._tail_close % finish_reason.encode())
 
+    def render(self, handle: Any, start: int, upto: int, target: int, finish_reason: str) -> bytes:
+        """Chunks for output tokens ``start..upto-1`` of ``handle`` (the role delta first when ``start`` is 0)."""
+        parts = [self.role] if start == 0 and self.role else []
+        head, tail = self._head, self._tail_open
+        for k in range(start, upto):
+            index = handle.token_index(k)
+            if k == target - 1:
+                parts.append(self.last_token(index, finish_reason))
+            else:
+                parts.append(head + VOCAB_JSON[index] + tail)
+        return b"".join(parts)
+
     def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
         return self._usage_head + json.dumps(usage(prompt_tokens, completion_tokens)).encode() + b"}\n\n"
 

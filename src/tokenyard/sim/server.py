@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from tokenyard.sim.base import SimService, error_response, json_response
+from tokenyard.sim.direct import HIGH_WATER, DirectSSE
 from tokenyard.sim.engine import Engine, QueueFull, RequestHandle, RequestInvalid
 from tokenyard.sim.faults import FaultConfig, FaultDecision
 from tokenyard.sim.metrics import render
@@ -114,33 +115,44 @@ class LLMSim(SimService):
         engine = self.engine
         chunks = ChunkWriter(req)
         target = handle.seq.target_output
-        drop_after = fault.drop_after
+        limit = target if fault.drop_after is None else min(fault.drop_after, target)
         spike = fault.spike_ms
         sent = 0
-        role = chunks.role  # vLLM sends the role delta with the first token, not before it
+        direct: DirectSSE | None = None
         while sent < target:
-            if drop_after is not None and sent >= drop_after:
-                return self._drop(request, handle)
+            if direct is not None:
+                sent = direct.sent
+                if handle.direct is None or sent >= limit or handle.aborted:
+                    direct = None  # the engine handed the stream back to this handler
+                    continue
+            elif sent >= limit:
+                return self._drop(request, handle)  # only reachable with a drop fault
+            elif handle.aborted:
+                break  # the engine dropped the sequence: never spin
             await handle.wait_beyond(sent)
-            upto = handle.available if drop_after is None else min(handle.available, drop_after)
-            if upto <= sent:
-                if handle.aborted:
-                    break  # the engine dropped the sequence: never spin
+            if direct is not None or handle.available <= sent:
                 continue
-            parts = [role] if role else []
-            role = b""
-            for k in range(sent, upto):
-                index = handle.token_index(k)
-                if k == target - 1:
-                    parts.append(chunks.last_token(index, handle.seq.finish_reason or "length"))
-                else:
-                    parts.append(chunks.token(index))
-            await resp.write(b"".join(parts))
+            upto = min(handle.available, limit)
+            await resp.write(chunks.render(handle, sent, upto, target, handle.seq.finish_reason or "length"))
             engine.delivered_tokens += upto - sent
             sent = upto
             if spike:
                 await asyncio.sleep(spike / 1000.0)  # latency spike: the stream stalls once
                 spike = 0.0
+            transport = request.transport
+            # A client that does not read: keep its tokens here rather than in the socket buffer. (The transport
+            # offers no awaitable for "drained below a mark", hence the short poll on this rare path.)
+            while transport is not None and not transport.is_closing() and \
+                    transport.get_write_buffer_size() > HIGH_WATER:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            if not spike and sent < limit and transport is not None and not transport.is_closing():
+                # Headers and the first chunk are out: from now on the engine writes the tokens itself.
+                chunked = resp.headers.get("Transfer-Encoding", "") == "chunked"
+                direct = DirectSSE(engine, handle, chunks, transport, chunked, sent, limit)
+                handle.direct = direct
+                if not direct.push():  # tokens that arrived while this handler was writing
+                    handle.direct = direct = None
+        handle.direct = None
         tail = chunks.usage(handle.seq.prompt_tokens, sent) + DONE if req.include_usage else DONE
         await resp.write(tail)
         await resp.write_eof()
