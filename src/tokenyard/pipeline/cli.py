@@ -95,18 +95,18 @@ def replay_command(file: str, start: str, end: str, sink_stream: str | None, sin
 
 
 async def _replay(spec: PipelineSpec, base_dir: Path, start: str, end: str, sink: SinkSpec) -> dict[str, object]:
+    from tokenyard.pipeline.eventlog import open_event_log
     from tokenyard.pipeline.inference import InferenceStep, gateway_config_for
     from tokenyard.pipeline.replay import replay
     from tokenyard.pipeline.sinks import build_sinks
-    from tokenyard.pipeline.streams import open_log
     from tokenyard.pipeline.transforms import build_transforms
 
     inference = InferenceStep(spec.inference, gateway_config_for(spec.inference, base_dir))
-    log = open_log(spec.log)
+    log = open_event_log(spec.log)
     async with aiohttp.ClientSession() as session:
         await inference.start()
         try:
-            sinks = build_sinks((sink,), log, session)
+            sinks = build_sinks((sink,), spec.log, log, session)
             report = await replay(log, spec.source.stream, start, end, build_transforms(spec.transforms, session),
                                   inference, sinks, prompt_field=spec.inference.prompt_field,
                                   concurrency=spec.worker.max_inflight)
@@ -114,7 +114,7 @@ async def _replay(spec: PipelineSpec, base_dir: Path, start: str, end: str, sink
                 await s.close()
         finally:
             await inference.close()
-            await log.close()
+            await log.aclose()
     return {"read": report.read, "outcomes": report.outcomes, "failed": report.failed}
 
 
@@ -138,34 +138,34 @@ def control_command(file: str, action: str, event_id: str | None, key: str | Non
 
 async def _control(spec: PipelineSpec, body: dict[str, str]) -> str:
     from tokenyard.pipeline.control import send_control
-    from tokenyard.pipeline.streams import open_log
+    from tokenyard.pipeline.eventlog import open_event_log
 
-    log = open_log(spec.log)
+    log = open_event_log(spec.log)
     try:
         return await send_control(log, spec, **body)
     finally:
-        await log.close()
+        await log.aclose()
 
 
 @pipeline_group.command("lineage")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("event_id")
 def lineage_command(file: str, event_id: str) -> None:
-    """Print the lineage record of EVENT_ID (event -> inference request id -> result) as JSON."""
+    """Print the lineage records of EVENT_ID (event -> inference request id -> result) as JSON."""
     from tokenyard import runtime
 
     found = runtime.run(_lineage(_load(file), event_id))
-    if found is None:
+    if not found:
         raise click.ClickException(f"no lineage for event {event_id!r}")
     click.echo(json.dumps(found))
 
 
-async def _lineage(spec: PipelineSpec, event_id: str) -> dict[str, str] | None:
+async def _lineage(spec: PipelineSpec, event_id: str) -> list[dict[str, str]]:
+    from tokenyard.pipeline.eventlog import open_event_log
     from tokenyard.pipeline.lineage import Lineage
-    from tokenyard.pipeline.streams import open_log
 
-    log = open_log(spec.log)
+    log = open_event_log(spec.log)
     try:
         return await Lineage(log, spec.lineage_stream).find(event_id)
     finally:
-        await log.close()
+        await log.aclose()

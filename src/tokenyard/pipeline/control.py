@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from tokenyard.pipeline.event import now_ms
+from tokenyard.pipeline.eventlog import EventLog
 from tokenyard.pipeline.spec import PipelineSpec
-from tokenyard.pipeline.streams import StreamLog
 
 
 def control_fields(body: dict[str, Any]) -> dict[str, str]:
@@ -30,6 +30,6 @@ def control_fields(body: dict[str, Any]) -> dict[str, str]:
     return fields
 
 
-async def send_control(log: StreamLog, spec: PipelineSpec, **body: Any) -> str:
+async def send_control(log: EventLog, spec: PipelineSpec, **body: Any) -> str:
     """Append a control event, e.g. ``await send_control(log, spec, action="abort", key="user-7")``."""
     return await log.append(spec.control_stream, control_fields(body))

@@ -18,10 +18,11 @@ from aiohttp import web
 
 from tokenyard.pipeline.control import control_fields
 from tokenyard.pipeline.event import encode_event
+from tokenyard.pipeline.eventlog import EventLog
 from tokenyard.pipeline.lineage import Lineage
+from tokenyard.pipeline.logs import lag as group_lag
 from tokenyard.pipeline.metrics import PipelineMetrics
 from tokenyard.pipeline.spec import HttpIngestSpec, PipelineSpec
-from tokenyard.pipeline.streams import StreamLog
 
 MAX_BATCH = 1000
 LAG_CACHE_S = 0.05  # one lag query per 50 ms at most, however many producers post
@@ -55,7 +56,7 @@ def _parse_event(item: Any, index: int) -> dict[str, str]:
 
 
 class _LagGauge:
-    def __init__(self, log: StreamLog, stream: str, group: str) -> None:
+    def __init__(self, log: EventLog, stream: str, group: str) -> None:
         self.log, self.stream, self.group = log, stream, group
         self._at = 0.0
         self._value = 0
@@ -63,7 +64,7 @@ class _LagGauge:
     async def value(self) -> int:
         now = time.monotonic()
         if now - self._at >= LAG_CACHE_S:
-            self._value = await self.log.lag(self.stream, self.group)
+            self._value = await group_lag(self.log, self.stream, self.group)
             self._at = now
         return self._value
 
@@ -71,7 +72,7 @@ class _LagGauge:
         self._value += n
 
 
-def build_http_app(spec: PipelineSpec, log: StreamLog, metrics: PipelineMetrics,
+def build_http_app(spec: PipelineSpec, log: EventLog, metrics: PipelineMetrics,
                    ingest: HttpIngestSpec | None) -> web.Application:
     app = web.Application(client_max_size=8 * 1024 * 1024)
     stream = spec.source.stream
@@ -112,9 +113,9 @@ def build_http_app(spec: PipelineSpec, log: StreamLog, metrics: PipelineMetrics,
 
     async def get_lineage(request: web.Request) -> web.Response:
         found = await lineage.find(request.match_info["event_id"])
-        if found is None:
+        if not found:
             return error(404, "no lineage for this event (not finished, or unknown)", "not_found")
-        return web.json_response(found)
+        return web.json_response({"event_id": request.match_info["event_id"], "records": found})
 
     async def get_metrics(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")

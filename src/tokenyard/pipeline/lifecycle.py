@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tokenyard.pipeline.event import Event
+from tokenyard.pipeline.logs import id_rank
 from tokenyard.pipeline.spec import Condition, ValuableSpec
-from tokenyard.pipeline.streams import id_seq
 
 _MISSING = object()
 MAX_REMEMBERED = 100_000  # aborted ids and superseded keys kept (oldest forgotten first)
@@ -89,7 +89,7 @@ class Supersession:
 
     @staticmethod
     def _rank(event: Event) -> tuple[float, tuple[int, int]]:
-        return event.created_ms, id_seq(event.entry_id)
+        return event.created_ms, id_rank(event.entry_id)
 
     def observe(self, event: Event) -> None:
         if not event.key:

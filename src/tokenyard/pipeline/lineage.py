@@ -1,36 +1,36 @@
-"""Lineage: one record per event, event -> inference request id -> result, on a stream beside the source.
-
-The record is appended once per event id (``append_once``), so a redelivered event does not add a second one;
-``find`` scans the lineage stream (an operator's lookup, not a hot path).
+"""Lineage: event -> inference request id -> result, one record per finished attempt, on a stream beside the
+source (``<source>:lineage:<pipeline>``). An event processed twice (its worker died after the sink write, before
+the ack) shows both records; only one result reached the sinks. ``find`` scans the stream (an operator's lookup,
+not a hot path).
 """
 
 from __future__ import annotations
 
+from tokenyard.pipeline.eventlog import EventLog
 from tokenyard.pipeline.sinks import Result
-from tokenyard.pipeline.streams import StreamLog
 
 FIELDS = ("event_id", "entry_id", "status", "request_id", "backend", "attempts", "worker", "finished_ms",
           "completion_tokens", "error")
+PAGE = 1000
 
 
 class Lineage:
-    def __init__(self, log: StreamLog, stream: str) -> None:
+    def __init__(self, log: EventLog, stream: str) -> None:
         self.log = log
         self.stream = stream
 
-    async def record(self, result: Result) -> None:
+    async def record(self, result: Result, new_result: bool) -> None:
         fields = result.to_fields()
-        await self.log.append_once(self.stream, result.event_id, {k: fields[k] for k in FIELDS})
+        record = {k: fields[k] for k in FIELDS}
+        record["result"] = "written" if new_result else "duplicate"
+        await self.log.append(self.stream, record)
 
-    async def find(self, event_id: str, batch: int = 1000) -> dict[str, str] | None:
+    async def find(self, event_id: str) -> list[dict[str, str]]:
+        found: list[dict[str, str]] = []
         start = "-"
         while True:
-            entries = await self.log.read_range(self.stream, start, "+", batch)
-            for entry in entries:
-                if entry.fields.get("event_id") == event_id:
-                    return dict(entry.fields, lineage_id=entry.id)
-            if len(entries) < batch:
-                return None
-            last = entries[-1].id
-            head, _, tail = last.partition("-")
-            start = f"{head}-{int(tail or 0) + 1}"
+            entries = await self.log.read_range(self.stream, start, "+", count=PAGE)
+            found.extend(dict(e.fields, lineage_id=e.id) for e in entries if e.fields.get("event_id") == event_id)
+            if len(entries) < PAGE:
+                return found
+            start = f"({entries[-1].id}"

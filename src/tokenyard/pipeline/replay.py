@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from tokenyard.pipeline import event as ev
 from tokenyard.pipeline.event import EventInvalid, decode_event, now_ms
+from tokenyard.pipeline.eventlog import Entry, EventLog
 from tokenyard.pipeline.inference import InferenceStep
 from tokenyard.pipeline.sinks import Result, Sink
-from tokenyard.pipeline.streams import Entry, StreamLog
 from tokenyard.pipeline.transforms import Transform
 
 PAGE = 500
@@ -27,7 +27,7 @@ class ReplayReport:
     failed: list[str] = field(default_factory=list)
 
 
-async def replay(log: StreamLog, stream: str, start: str, end: str, transforms: list[Transform],
+async def replay(log: EventLog, stream: str, start: str, end: str, transforms: list[Transform],
                  inference: InferenceStep, sinks: list[Sink], *, prompt_field: str = "prompt",
                  concurrency: int = 32, worker: str = "replay") -> ReplayReport:
     report = ReplayReport()
@@ -62,10 +62,9 @@ async def replay(log: StreamLog, stream: str, start: str, end: str, transforms: 
 
     cursor = start
     while True:
-        entries = await log.read_range(stream, cursor, end, PAGE)
+        entries = await log.read_range(stream, cursor, end, count=PAGE)
         report.read += len(entries)
         await asyncio.gather(*(one(e) for e in entries))
         if len(entries) < PAGE:
             return report
-        head, _, tail = entries[-1].id.partition("-")
-        cursor = f"{head}-{int(tail or 0) + 1}"
+        cursor = f"({entries[-1].id}"

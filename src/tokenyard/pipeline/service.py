@@ -12,12 +12,12 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from tokenyard.pipeline.eventlog import EventLog, open_event_log
 from tokenyard.pipeline.inference import InferenceStep, gateway_config_for
 from tokenyard.pipeline.ingest import build_http_app
 from tokenyard.pipeline.metrics import PipelineMetrics
 from tokenyard.pipeline.sinks import build_sinks
 from tokenyard.pipeline.spec import PipelineSpec
-from tokenyard.pipeline.streams import StreamLog, open_log
 from tokenyard.pipeline.transforms import build_transforms
 from tokenyard.pipeline.worker import Worker
 
@@ -28,7 +28,7 @@ class PipelineService:
         self.base_dir = base_dir or Path.cwd()
         self.consumer = consumer
         self.metrics = PipelineMetrics(spec.name)
-        self.log: StreamLog | None = None
+        self.log: EventLog | None = None
         self.worker: Worker | None = None
         self.base_url: str | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -40,11 +40,11 @@ class PipelineService:
     async def start(self) -> None:
         spec = self.spec
         self._inference = InferenceStep(spec.inference, gateway_config_for(spec.inference, self.base_dir))
-        self.log = open_log(spec.log)
-        await self.log.ensure_group(spec.source.stream, spec.source.group)
+        self.log = open_event_log(spec.log)
+        await self.log.create_group(spec.source.stream, spec.source.group, "0")
         self._session = aiohttp.ClientSession()
         await self._inference.start()
-        sinks = build_sinks(spec.sinks, self.log, self._session)
+        sinks = build_sinks(spec.sinks, spec.log, self.log, self._session)
         transforms = build_transforms(spec.transforms, self._session)
         self.worker = Worker(spec, self.log, self._inference, transforms, sinks, self.metrics,
                              consumer=self.consumer)
@@ -79,7 +79,7 @@ class PipelineService:
         if self._session is not None:
             await self._session.close()
         if self.log is not None:
-            await self.log.close()
+            await self.log.aclose()
 
 
 @asynccontextmanager

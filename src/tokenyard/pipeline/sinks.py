@@ -1,7 +1,7 @@
 """Sinks: where results go. Every sink is idempotent by event id, so at-least-once delivery (a result written,
 then the worker dies before its ack, then the event is redelivered) still leaves exactly one result per event.
 
-- ``stream``: ``append_once`` on a log (Redis Streams or the embedded SQLite log), deduplicated by event id.
+- ``stream``: a stream on Redis or on the embedded SQLite log, deduplicated by event id (``stream_sinks``).
 - ``jsonl``: one JSON object per line; an exclusive ``flock`` and a rescan of lines other writers appended make it
   safe for several worker processes on one machine.
 - ``webhook``: POST with ``Idempotency-Key: <event id>`` (the receiver deduplicates, as Stripe-style APIs do).
@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from tokenyard.pipeline.eventlog import EventLog
 from tokenyard.pipeline.spec import JsonlSinkSpec, SinkSpec, WebhookSinkSpec
-from tokenyard.pipeline.streams import StreamLog, open_log
 from tokenyard.pipeline.transforms import TransientError
 
 
@@ -61,22 +61,6 @@ class Sink(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class StreamSink:
-    def __init__(self, log: StreamLog, stream: str, outcomes: frozenset[str], owns_log: bool = False) -> None:
-        self.log = log
-        self.stream = stream
-        self.outcomes = outcomes
-        self._owns_log = owns_log
-
-    async def write(self, result: Result) -> bool:
-        _, new = await self.log.append_once(self.stream, result.event_id, result.to_fields())
-        return new
-
-    async def close(self) -> None:
-        if self._owns_log:
-            await self.log.close()
 
 
 class JsonlSink:
@@ -140,15 +124,23 @@ class WebhookSink:
         return None
 
 
-def build_sinks(specs: tuple[SinkSpec, ...], log: StreamLog, session: aiohttp.ClientSession) -> list[Sink]:
+def build_sinks(specs: tuple[SinkSpec, ...], log_url: str, log: EventLog,
+                session: aiohttp.ClientSession) -> list[Sink]:
+    """The sinks of the spec; a stream sink without its own ``log`` writes to the pipeline's log ``log``."""
+    from tokenyard.pipeline.stream_sinks import EmbeddedStreamSink, RedisStreamSink, sqlite_path
+
     out: list[Sink] = []
     for spec in specs:
         outcomes = frozenset(spec.outcomes)
         if spec.stream is not None:
-            if spec.stream.log is not None:
-                out.append(StreamSink(open_log(spec.stream.log), spec.stream.stream, outcomes, owns_log=True))
+            url = spec.stream.log or log_url
+            if url.startswith("sqlite:"):
+                if url != log_url:
+                    raise ValueError("an embedded stream sink must use the pipeline's own log")
+                lock = sqlite_path(url).with_name(sqlite_path(url).name + ".sink.lock")
+                out.append(EmbeddedStreamSink(log, lock, spec.stream.stream, outcomes))
             else:
-                out.append(StreamSink(log, spec.stream.stream, outcomes))
+                out.append(RedisStreamSink(url, spec.stream.stream, outcomes))
         elif spec.jsonl is not None:
             out.append(JsonlSink(spec.jsonl, outcomes))
         elif spec.webhook is not None:

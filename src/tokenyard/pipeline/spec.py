@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import msgspec
 import yaml
 
+from tokenyard.pipeline.eventlog import dead_stream
+
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
@@ -105,8 +107,7 @@ class SinkSpec(_Spec, frozen=True):
 
 class DeliverySpec(_Spec, frozen=True):
     max_attempts: PositiveInt = 3
-    claim_idle_ms: PositiveInt = 30_000
-    dead_letter: str | None = None  # default: "<source stream>:dead"
+    claim_idle_ms: PositiveInt = 30_000  # pending this long (a dead worker's events): another worker claims
 
 
 class ValuableSpec(_Spec, frozen=True):
@@ -158,7 +159,7 @@ class PipelineSpec(_Spec, frozen=True):
 
     @property
     def dead_letter_stream(self) -> str:
-        return self.delivery.dead_letter or self.source.stream + ":dead"
+        return dead_stream(self.source.stream)
 
     @property
     def control_stream(self) -> str:

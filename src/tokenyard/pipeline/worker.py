@@ -15,13 +15,15 @@ from collections.abc import Callable
 
 from tokenyard.pipeline import event as ev
 from tokenyard.pipeline.event import Event, EventInvalid, decode_event
+from tokenyard.pipeline.eventlog import Entry, EventLog
 from tokenyard.pipeline.inference import ExpiredInFlight, InferenceStep, Progress
 from tokenyard.pipeline.lifecycle import ControlState, FanOut, Supersession, Valuable
 from tokenyard.pipeline.lineage import Lineage
+from tokenyard.pipeline.logs import lag as group_lag
+from tokenyard.pipeline.logs import tail
 from tokenyard.pipeline.metrics import PipelineMetrics
 from tokenyard.pipeline.sinks import Result, Sink
 from tokenyard.pipeline.spec import PipelineSpec
-from tokenyard.pipeline.streams import Entry, StreamLog
 from tokenyard.pipeline.transforms import PermanentError, Transform, TransientError
 
 log = logging.getLogger("tokenyard.pipeline")
@@ -50,7 +52,7 @@ def default_consumer() -> str:
 
 
 class Worker:
-    def __init__(self, spec: PipelineSpec, log: StreamLog, inference: InferenceStep, transforms: list[Transform],
+    def __init__(self, spec: PipelineSpec, log: EventLog, inference: InferenceStep, transforms: list[Transform],
                  sinks: list[Sink], metrics: PipelineMetrics, *, consumer: str | None = None,
                  clock: Callable[[], float] = ev.now_ms) -> None:
         self.spec = spec
@@ -79,7 +81,7 @@ class Worker:
     # ---- the loops ----------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; then stop reading, cancel in-flight work (left pending for others)."""
-        await self.log.ensure_group(self.stream, self.group)
+        await self.log.create_group(self.stream, self.group, "0")
         helpers = [asyncio.create_task(self._control_loop(), name="pipeline-control"),
                    asyncio.create_task(self._claim_loop(), name="pipeline-claim"),
                    asyncio.create_task(self._lag_loop(), name="pipeline-lag")]
@@ -101,8 +103,8 @@ class Worker:
             async with self._slots:  # wait for a free slot before reading: bounded in-flight work
                 pass
             free = max(1, self._free_slots())
-            entries = await self.log.read_group(self.stream, self.group, self.consumer, min(cfg.batch, free),
-                                                cfg.block_ms)
+            entries = await self.log.read_group(self.stream, self.group, self.consumer, count=min(cfg.batch, free),
+                                                block_s=cfg.block_ms / 1000.0)
             await self._dispatch(entries)
 
     async def _claim_loop(self) -> None:
@@ -116,7 +118,7 @@ class Worker:
                 continue
             try:
                 entries = await self.log.claim_idle(self.stream, self.group, self.consumer,
-                                                    self.spec.delivery.claim_idle_ms, free)
+                                                    self.spec.delivery.claim_idle_ms / 1000.0, count=free)
             except Exception as exc:  # the log is down: try again next round
                 log.warning("claiming idle entries failed: %s", exc)
                 continue
@@ -127,28 +129,26 @@ class Worker:
     async def _lag_loop(self) -> None:
         while True:
             with contextlib.suppress(Exception):
-                self.metrics.lag.set(await self.log.lag(self.stream, self.group))
+                self.metrics.lag.set(await group_lag(self.log, self.stream, self.group))
             await asyncio.sleep(1.0)
 
     async def _control_loop(self) -> None:
         """Tail the control stream from its start (so pause/abort history applies to a new worker too)."""
         last = "0-0"
-        stream = self.spec.control_stream
         while True:
             try:
-                entries = await self.log.read_after(stream, last, 500, 0 if not self.control_ready.is_set() else 200)
-            except Exception as exc:
+                async for entries in tail(self.log, self.spec.control_stream, last):
+                    for entry in entries:
+                        last = entry.id
+                        self._apply_control(entry)
+                    if not entries:
+                        self.control_ready.set()
+                    else:
+                        async with self._changed:
+                            self._changed.notify_all()
+            except Exception as exc:  # the log is unavailable: keep the state we have, try again
                 log.warning("reading the control stream failed: %s", exc)
                 await asyncio.sleep(0.5)
-                continue
-            for entry in entries:
-                last = entry.id
-                self._apply_control(entry)
-            if not entries and not self.control_ready.is_set():
-                self.control_ready.set()
-            if entries:
-                async with self._changed:
-                    self._changed.notify_all()
 
     def _apply_control(self, entry: Entry) -> None:
         try:
@@ -326,20 +326,17 @@ class Worker:
                 self.metrics.completion_tokens.inc(result.completion_tokens)
             else:
                 self.metrics.wasted["duplicate"].inc(result.completion_tokens)
-        await self.lineage.record(result)
+        await self.lineage.record(result, new)
         await self.log.ack(self.stream, self.group, [event.entry_id])
         self.metrics.events[outcome].inc()
         self.metrics.end_to_end.observe(max(0.0, (self.clock() - event.created_ms) / 1000.0))
 
     async def _dead_letter(self, entry: Entry, event: Event, error: str, progress: Progress | None = None) -> None:
-        fields = dict(entry.fields)
-        fields.update({"dead_entry_id": entry.id, "dead_error": error[:1000], "dead_attempts": str(entry.deliveries),
-                       "dead_worker": self.consumer})
-        await self.log.append_once(self.spec.dead_letter_stream, entry.id, fields)
         result = self._result(event, ev.DEAD_LETTERED, progress, error[:1000])
         for sink in self.sinks:
             if ev.DEAD_LETTERED in sink.outcomes:
                 await sink.write(result)
-        await self.lineage.record(result)
-        await self.log.ack(self.stream, self.group, [entry.id])
-        self.metrics.events[ev.DEAD_LETTERED].inc()
+        await self.lineage.record(result, True)
+        # Moves the entry to <stream>:dead (with the reason and delivery count) and acks it, atomically.
+        if await self.log.dead_letter(self.stream, self.group, entry.id, error[:1000]):
+            self.metrics.events[ev.DEAD_LETTERED].inc()

@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tokenyard.pipeline.event import encode_event
+from tokenyard.pipeline.eventlog import EventLog
 from tokenyard.pipeline.sinks import Result
 from tokenyard.pipeline.spec import PipelineSpec, parse_spec
-from tokenyard.pipeline.streams import StreamLog
 
 OUT = "results"
 
@@ -36,12 +36,12 @@ def spec_for(log_url: str, sim_url: str, **sections: Any) -> PipelineSpec:
     return parse_spec(doc)
 
 
-async def produce(log: StreamLog, n: int, stream: str = "events", prefix: str = "e", **kw: Any) -> list[str]:
+async def produce(log: EventLog, n: int, stream: str = "events", prefix: str = "e", **kw: Any) -> list[str]:
     return [await log.append(stream, encode_event({"text": f"item {i}"}, event_id=f"{prefix}{i}", **kw))
             for i in range(n)]
 
 
-async def results(log: StreamLog, stream: str = OUT) -> list[Result]:
+async def results(log: EventLog, stream: str = OUT) -> list[Result]:
     return [Result.from_fields(e.fields) for e in await log.read_range(stream)]
 
 

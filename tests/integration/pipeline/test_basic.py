@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-from tests.conftest import RedisServer
 from tests.integration.pipeline.helpers import produce, results, spec_for, wait_until
+from tokenyard.pipeline.eventlog import open_event_log as open_log
+from tokenyard.pipeline.logs import lag
 from tokenyard.pipeline.service import running_pipeline
-from tokenyard.pipeline.streams import open_log
 from tokenyard.sim.testing import running_sim
-
-
-@pytest.fixture(params=["redis", "sqlite"])
-def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        return server.url
-    return f"sqlite://{tmp_path / 'log.db'}"
 
 
 async def test_each_event_yields_one_completed_result(log_url: str) -> None:
@@ -31,7 +19,7 @@ async def test_each_event_yields_one_completed_result(log_url: str) -> None:
                 async def done() -> bool:
                     return await log.length("results") >= 40
                 await wait_until(done)
-                assert await log.lag("events", "g") == 0
+                assert await lag(log, "events", "g") == 0
                 assert service.metrics.events["completed"]._value.get() == 40
             found = await results(log)
             assert sorted(r.event_id for r in found) == sorted(f"e{i}" for i in range(40))
@@ -39,4 +27,4 @@ async def test_each_event_yields_one_completed_result(log_url: str) -> None:
             stats = await sim.stats()
             assert stats["completed_requests"] == 40
         finally:
-            await log.close()
+            await log.aclose()
