@@ -24,8 +24,8 @@ RATE = 8.0
 DURATION_S = 8.0
 SMALL: dict[str, Any] = {"max_num_seqs": 4, "ttft_ms": 60.0, "itl_ms": 20.0, "jitter": 0.0}
 PLAN: dict[str, Any] = {
-    "classes": {"premium": {"share": 1, "ttft_p95_ms": 400, "itl_p95_ms": 80},
-                "standard": {"share": 3, "ttft_p95_ms": 1000, "itl_p95_ms": 120}},
+    "classes": {"premium": {"share": 1, "ttft_p95_ms": 600, "itl_p95_ms": 80},
+                "standard": {"share": 3, "ttft_p95_ms": 1500, "itl_p95_ms": 120}},
     "workflows": {"chat": {"hops": [{"model": "chat", "prompt_tokens": 64, "output_tokens": 16}]}},
     "forecast": {"peak_actions_per_s": RATE},
     "models": {"chat": {"profile": "large", "overrides": SMALL}},
