@@ -34,7 +34,7 @@ class AdmissionConfig(Section, frozen=True, kw_only=True):
     """
 
     enabled: bool = True
-    initial_limit: PositiveInt = 16
+    initial_limit: PositiveInt = 64
     min_limit: PositiveInt = 2
     max_limit: PositiveInt = 256
     queue_caps: dict[str, NonNegativeInt] = msgspec.field(default_factory=dict)

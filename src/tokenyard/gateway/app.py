@@ -17,6 +17,7 @@ from aiohttp import web
 from tokenyard.config import GatewayConfig
 from tokenyard.dashboard import add_dashboard_routes
 from tokenyard.gateway.admin import add_admin_routes
+from tokenyard.gateway.admin_traffic import add_traffic_admin_routes
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
 from tokenyard.gateway.services import Gateway
 
@@ -62,6 +63,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     add_admin_routes(app, gw)
+    add_traffic_admin_routes(app, gw)
     add_dashboard_routes(app, gw.metrics.registry)
 
     async def on_startup(app: web.Application) -> None:

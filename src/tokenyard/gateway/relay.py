@@ -39,6 +39,7 @@ def gateway_headers(ctx: RequestContext) -> dict[str, str]:
         headers["x-tokenyard-backend"] = ctx.backend
     if ctx.pool is not None:
         headers["x-tokenyard-queue-ms"] = str(int(ctx.queue_s * 1000))
+    headers.update(ctx.response_headers)  # set by the traffic stages (x-ratelimit-*, x-tokenyard-degraded)
     return headers
 
 

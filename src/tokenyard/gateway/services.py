@@ -11,6 +11,7 @@ from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.stages.chain import Next, build_chain
 from tokenyard.telemetry.access_log import AccessLog
 from tokenyard.telemetry.metrics import GatewayMetrics
+from tokenyard.traffic.control import TrafficControl
 from tokenyard.traffic.router import Router
 from tokenyard.upstream.client import UpstreamClient
 from tokenyard.upstream.pools import Pool, build_pools
@@ -30,6 +31,8 @@ class Gateway:
         self.router = Router(self.client, max_attempts=min(2, config.retries.attempts))
         self.inflight: dict[str, RequestContext] = {}
         self.access_log = AccessLog(config.access_log) if config.access_log.enabled else None
+        self.traffic = TrafficControl(config, {name: [(e.name, e.url) for e in pool.endpoints]
+                                               for name, pool in self.pools.items()}, self.metrics)
         self.chain: Next = build_chain(self)
         self._prober: asyncio.Task[None] | None = None
 
@@ -37,6 +40,7 @@ class Gateway:
         """Open the connection pool, learn the pass-through pool's models, start the health prober."""
         await self.client.start()
         await self.discover_models()
+        await self.traffic.start(self.client.session)
         self._prober = asyncio.create_task(self._probe_forever(), name="tokenyard-health-prober")
 
     async def close(self) -> None:
@@ -45,6 +49,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
             self._prober = None
+        await self.traffic.close()
         await self.client.close()
         if self.access_log is not None:
             self.access_log.close()

@@ -316,6 +316,9 @@ class AdmissionController:
     def _check_deadline(self, pool: _Pool, ticket: AdmissionTicket, budget_left_s: float) -> None:
         free = pool.capacity - pool.inflight
         position = max(0, pool.queue.depth_ahead(ticket.priority) + 1 - free)
+        if position == 0:
+            # A free slot now: queueing adds nothing, and refusing cannot make a slow backend faster.
+            return
         verdict = pool.predictor.check(position, budget_left_s)
         if verdict.ok:
             return
@@ -361,7 +364,8 @@ class AdmissionController:
                 # Its task was cancelled and has not run its cleanup yet: the slot goes to the next one.
                 self._emit_cancelled(pool, waiter.ticket, now - entry.enqueued_at)
                 continue
-            if waiter.ticket.tier in self.settings.slo_reject_tiers or waiter.client_bound:
+            waited = now > entry.enqueued_at  # one dispatched on arrival was checked there
+            if waited and (waiter.ticket.tier in self.settings.slo_reject_tiers or waiter.client_bound):
                 verdict = pool.predictor.check(0, waiter.budget_at - now)
                 if not verdict.ok:
                     retry = retry_after_s(verdict.predicted_s - verdict.allowed_s, self.settings.shedding)

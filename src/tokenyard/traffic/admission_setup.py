@@ -70,7 +70,7 @@ def admission_ticket(
 
 
 def rate_limiter_for(config: GatewayConfig, clock: Callable[[], float] = time.monotonic) -> RateLimiter:
-    """Key limits by key name, tenant limits by tenant name (no class-wide limits in the config yet)."""
+    """Key limits by key name, tenant limits by tenant name, class-wide limits by class name."""
     keys = {
         k.name: RateLimit(rpm=k.rpm, tpm=k.tpm, max_concurrency=k.max_concurrency)
         for k in config.keys
@@ -81,7 +81,12 @@ def rate_limiter_for(config: GatewayConfig, clock: Callable[[], float] = time.mo
         for name, t in config.tenants.items()
         if t.rpm or t.tpm or t.max_concurrency
     }
-    return RateLimiter(keys=keys, tenants=tenants, clock=clock)
+    classes = {
+        name: RateLimit(rpm=c.rpm, tpm=c.tpm, max_concurrency=c.max_concurrency)
+        for name, c in config.classes.items()
+        if c.rpm or c.tpm or c.max_concurrency
+    }
+    return RateLimiter(keys=keys, tenants=tenants, classes=classes, clock=clock)
 
 
 def degrade_engine_for(

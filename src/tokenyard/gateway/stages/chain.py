@@ -41,10 +41,13 @@ def _bind(stage: Stage, call_next: Next) -> Next:
 
 def build_stages(gw: Gateway) -> list[Stage]:
     """The stage order of ARCHITECTURE.md; error handling, request id and access log are outermost."""
+    from tokenyard.gateway.stages.admission import admission_stage
     from tokenyard.gateway.stages.auth import auth_stage
     from tokenyard.gateway.stages.classify import classify_stage
+    from tokenyard.gateway.stages.degrade import degrade_stage
     from tokenyard.gateway.stages.model import model_stage
     from tokenyard.gateway.stages.observe import observe_stage
+    from tokenyard.gateway.stages.ratelimit import ratelimit_stage
     from tokenyard.gateway.stages.validate import validate_stage
 
     return [
@@ -53,7 +56,10 @@ def build_stages(gw: Gateway) -> list[Stage]:
         validate_stage(gw),
         classify_stage(gw),
         model_stage(gw),
-        # rate limit, cache lookup, degrade and admission stages go here, in that order
+        ratelimit_stage(gw),  # per key / tenant / class; x-ratelimit-* headers
+        # the cache lookup stage goes here
+        degrade_stage(gw),  # the degradation ladder's actions on the body
+        admission_stage(gw),  # class queues, fair share, adaptive limits, deadlines
     ]
 
 

@@ -15,13 +15,16 @@ from aiohttp import web
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.relay import abort_upstream, gateway_abort_error, relay_stream, relay_whole
+from tokenyard.gateway.stages.admission import lease_of
 from tokenyard.gateway.stages.chain import Next
+from tokenyard.gateway.stages.degrade import upstream_headers
 from tokenyard.gateway.watchdog import Watchdog
 from tokenyard.traffic.router import Attempt, NoUpstream
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
 
+OVERLOAD_STATUSES = frozenset((429, 503))  # the backend pushing back: its adaptive limit shrinks
 PATHS = {CHAT: "/chat/completions", COMPLETION: "/completions", EMBEDDING: "/embeddings"}
 
 
@@ -36,7 +39,8 @@ def forward_terminal(gw: Gateway) -> Next:
         assert ctx.pool is not None
         loop = asyncio.get_running_loop()
         series = metrics.series(ctx.model, ctx.klass)
-        headers = {"Content-Type": "application/json", "x-request-id": ctx.request_id}
+        headers = {"Content-Type": "application/json", "x-request-id": ctx.request_id, **upstream_headers(ctx)}
+        lease = lease_of(ctx)
         watchdog = Watchdog(ctx, loop, first_s, idle_s)
         attempt: Attempt | None = None
         try:
@@ -46,6 +50,10 @@ def forward_terminal(gw: Gateway) -> Next:
                 raise GatewayError(503, exc.message, "no_healthy_upstream") from exc
             ctx.backend = attempt.endpoint.name
             upstream = attempt.response
+            if lease is not None:
+                lease.bind_endpoint(ctx.backend)
+                if upstream.status in OVERLOAD_STATUSES:
+                    lease.record_overload()
             if ctx.stream and upstream.status == 200:
                 return await relay_stream(ctx, upstream, series, metrics, watchdog)
             return await relay_whole(ctx, upstream, series)
@@ -53,6 +61,8 @@ def forward_terminal(gw: Gateway) -> Next:
             if ctx.outcome:  # the relay already handled it
                 raise
             abort_upstream(ctx, metrics, attempt.response if attempt else None, loop)
+            if lease is not None and ctx.abort_reason == "upstream_timeout":
+                lease.record_overload()
             if not ctx.abort_reason:
                 ctx.outcome = "client_aborted"
                 raise
