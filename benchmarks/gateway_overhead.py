@@ -129,22 +129,35 @@ async def throughput(session: aiohttp.ClientSession, url: str, concurrency: int,
     return done / (time.perf_counter() - start)
 
 
-async def hold_streams(url: str, n: int, gateway: Child) -> tuple[int, float]:
-    """Open ``n`` streams at once; returns how many got their first token and the gateway's peak RSS (MB)."""
-    started = 0
-    peak = 0.0
-    body = {**STREAM_BODY, "max_tokens": 12}
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+async def hold_streams(url: str, n: int, gateway: Child) -> tuple[int, int, float]:
+    """Open ``n`` streams (ramped over ~5 s so connects are not one SYN burst), each lasting ~20 s.
 
-        async def one() -> None:
-            nonlocal started
+    Returns how many got their first token, the most that were open at once, and the gateway's peak RSS (MB).
+    """
+    started = 0
+    open_now = 0
+    most_open = 0
+    peak = 0.0
+    body = {**STREAM_BODY, "max_tokens": 40}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=180)) as session:
+
+        async def one(i: int) -> None:
+            nonlocal started, open_now, most_open
+            await asyncio.sleep(i * 5.0 / n)
             async with session.post(url + "/v1/chat/completions", json=body) as resp:
-                first = True
-                async for line in resp.content:
-                    if first and b'"content":"' in line and b'"content":""' not in line:
-                        started += 1
-                        first = False
+                if resp.status != 200:
+                    raise RuntimeError(f"status {resp.status}: {(await resp.read())[:200]!r}")
+                open_now += 1
+                most_open = max(most_open, open_now)
+                try:
+                    first = True
+                    async for line in resp.content:
+                        if first and b'"content":"' in line and b'"content":""' not in line:
+                            started += 1
+                            first = False
+                finally:
+                    open_now -= 1
 
         async def sample() -> None:
             nonlocal peak
@@ -153,12 +166,12 @@ async def hold_streams(url: str, n: int, gateway: Child) -> tuple[int, float]:
                 await asyncio.sleep(0.2)
 
         sampler = asyncio.create_task(sample())
-        results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+        results = await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
         sampler.cancel()
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             print(f"  {len(errors)} stream errors, e.g. {errors[0]!r}", file=sys.stderr)
-    return started, peak
+    return started, most_open, peak
 
 
 def pct(values: list[float], q: int) -> float:
@@ -167,6 +180,13 @@ def pct(values: list[float], q: int) -> float:
 
 async def measure(args: argparse.Namespace) -> None:
     py = sys.executable
+    if not args.only_streams:
+        await overhead(args, py)
+    if args.streams:
+        await streams(args, py)
+
+
+async def overhead(args: argparse.Namespace, py: str) -> None:
     sim = Child([py, "-m", "tokenyard", "sim", "--profile", "fast", "--port", "0"])
     targets: dict[str, Child] = {}
     try:
@@ -196,18 +216,20 @@ async def measure(args: argparse.Namespace) -> None:
     print(f"tokenyard added p50 {t['p50'] - d['p50']:.2f} ms, p99 {t['p99'] - d['p99']:.2f} ms, "
           f"TTFT p50 {t['ttft50'] - d['ttft50']:.2f} ms; throughput {100 * t['rps'] / p['rps']:.0f}% of the proxy "
           f"(proxy added p50 {p['p50'] - d['p50']:.2f} ms)")
-    if args.streams:
-        slow = Child([py, "-m", "tokenyard", "sim", "--profile", "fast", "--port", "0", "--itl-ms", "500",
-                      "--ttft-ms", "500", "--max-num-seqs", str(args.streams + 100)])
-        gateway = Child([py, "-m", "tokenyard", "serve", "--upstream", slow.url, "--port", "0"])
-        try:
-            idle = gateway.rss_mb()
-            started, peak = await hold_streams(gateway.url, args.streams, gateway)
-        finally:
-            gateway.stop()
-            slow.stop()
-        print(f"{args.streams} concurrent streams: {started} got tokens; gateway RSS idle {idle:.0f} MB, "
-              f"peak {peak:.0f} MB")
+
+
+async def streams(args: argparse.Namespace, py: str) -> None:
+    slow = Child([py, "-m", "tokenyard", "sim", "--profile", "fast", "--port", "0", "--itl-ms", "500",
+                  "--ttft-ms", "500", "--max-num-seqs", str(args.streams + 100)])
+    gateway = Child([py, "-m", "tokenyard", "serve", "--upstream", slow.url, "--port", "0"])
+    try:
+        idle = gateway.rss_mb()
+        started, most_open, peak = await hold_streams(gateway.url, args.streams, gateway)
+    finally:
+        gateway.stop()
+        slow.stop()
+    print(f"{args.streams} streams: {started} got tokens, {most_open} open at once; gateway RSS idle "
+          f"{idle:.0f} MB, peak {peak:.0f} MB")
 
 
 def main() -> None:
@@ -216,6 +238,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--streams", type=int, default=5000)
+    parser.add_argument("--only-streams", action="store_true", help="skip the latency and throughput runs")
     args = parser.parse_args()
     if args.proxy:
         runtime.run(_proxy_main(args.proxy))
