@@ -9,7 +9,7 @@ asyncio sockets, so the client is not the bottleneck), lets them ramp up, then m
 - TTFT of sparse probe requests sent during the window vs the model's prediction for a request arriving at a
   random moment: front-end delay + half a step (waiting for the next step boundary) + one step (its prefill step).
 
-Usage: python3 benchmarks/sim_capacity.py [--streams 2000] [--clients 3] [--measure 10] [--itl-ms 40]
+Usage: python3 benchmarks/sim_capacity.py [--streams 2000] [--clients 1] [--measure 10] [--itl-ms 40]
 Exit status 0 when every target is met (>= 2,000 streams, >= 20,000 tokens/s, both errors within 10%).
 """
 
@@ -40,6 +40,7 @@ def request_bytes(port: int, max_tokens: int, content: str) -> bytes:
 
 
 TOKEN = b'"delta":{"content":'
+READ_INTERVAL_S = 0.25
 
 
 async def _stream(port: int, max_tokens: int, idx: int, t0: float, t1: float, out: dict[str, Any],
@@ -65,6 +66,9 @@ async def _stream(port: int, max_tokens: int, idx: int, t0: float, t1: float, ou
             if b"[DONE]" in buf:
                 out["done"] += 1
                 break
+            # Read each stream a few times a second: several tokens per recv, so the measuring client spends
+            # little CPU (counts are per window, so batching reads does not bias the rates).
+            await asyncio.sleep(READ_INTERVAL_S)
     except OSError:
         out["errors"] += 1
     finally:
@@ -121,7 +125,8 @@ async def probe_ttft(port: int, count: int, spacing: float, until: float) -> lis
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -134,13 +139,13 @@ def http_json(port: int, path: str, method: str = "GET") -> Any:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--streams", type=int, default=2000)
-    ap.add_argument("--clients", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--ramp", type=float, default=8.0)
     ap.add_argument("--measure", type=float, default=10.0)
     ap.add_argument("--itl-ms", type=float, default=40.0)
     ap.add_argument("--load-factor", type=float, default=2.0)
     ap.add_argument("--ttft-ms", type=float, default=100.0)
-    ap.add_argument("--probes", type=int, default=12)
+    ap.add_argument("--probes", type=int, default=30)
     args = ap.parse_args()
     max_seqs = args.streams + 64
     sim = subprocess.Popen(
