@@ -11,6 +11,7 @@ from tokenyard.config.admission import AdmissionConfig, DegradationConfig
 from tokenyard.config.base import Section
 from tokenyard.config.classes import ClassConfig, default_classes
 from tokenyard.config.models import PASS_THROUGH_MODEL, ModelConfig
+from tokenyard.config.routing import RouteRuleConfig, RoutingConfig
 from tokenyard.config.security import AuditLogConfig, EastWestConfig, JwtConfig, KeyStoreConfig
 from tokenyard.config.server import (
     AccessLogConfig,
@@ -50,6 +51,8 @@ class GatewayConfig(Section, frozen=True, kw_only=True):
     audit_log: AuditLogConfig = msgspec.field(default_factory=AuditLogConfig)
     admission: AdmissionConfig = msgspec.field(default_factory=AdmissionConfig)
     degradation: DegradationConfig = msgspec.field(default_factory=DegradationConfig)
+    routes: dict[str, tuple[RouteRuleConfig, ...]] = msgspec.field(default_factory=dict)
+    routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
 
     @property
     def auth_enabled(self) -> bool:

@@ -15,6 +15,7 @@ from tokenyard.config.errors import ConfigError
 from tokenyard.config.gateway import GatewayConfig
 from tokenyard.config.models import PASS_THROUGH_MODEL
 from tokenyard.config.partial import can_cross_check, relevant
+from tokenyard.config.routing import check_routing
 from tokenyard.config.validate import (
     check_auth_rule,
     check_class_references,
@@ -126,6 +127,7 @@ def _normalise(config: GatewayConfig, issues: list[tuple[str, str]]) -> GatewayC
         check_jwt(config.jwt, issues)
     if config.eastwest is not None:
         check_eastwest(config.eastwest, issues)
+    check_routing(config.routes, config.routing, set(models), issues)
     config = msgspec.structs.replace(
         config, admin=admin, default_class=default_class, models=models, tenants=tenants, keys=keys
     )

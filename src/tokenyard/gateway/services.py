@@ -12,7 +12,7 @@ from tokenyard.gateway.stages.chain import Next, build_chain
 from tokenyard.telemetry.access_log import AccessLog
 from tokenyard.telemetry.metrics import GatewayMetrics
 from tokenyard.traffic.control import TrafficControl
-from tokenyard.traffic.router import Router
+from tokenyard.traffic.router import Router, trace_config
 from tokenyard.upstream.client import UpstreamClient
 from tokenyard.upstream.pools import Pool, build_pools
 
@@ -26,9 +26,9 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.metrics = GatewayMetrics()
-        self.client = UpstreamClient(config.timeouts)
-        self.pools: dict[str, Pool] = build_pools(config.models, self.metrics)
-        self.router = Router(self.client, max_attempts=min(2, config.retries.attempts))
+        self.client = UpstreamClient(config.timeouts, [trace_config()])
+        self.pools: dict[str, Pool] = build_pools(config.models, self.metrics, config.routing)
+        self.router = Router(self.client, self.pools, config, self.metrics)
         self.inflight: dict[str, RequestContext] = {}
         self.access_log = AccessLog(config.access_log) if config.access_log.enabled else None
         self.traffic = TrafficControl(config, {name: [(e.name, e.url) for e in pool.endpoints]
@@ -41,6 +41,7 @@ class Gateway:
         await self.client.start()
         await self.discover_models()
         await self.traffic.start(self.client.session)
+        await self.router.start()
         self._prober = asyncio.create_task(self._probe_forever(), name="tokenyard-health-prober")
 
     async def close(self) -> None:
@@ -49,6 +50,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
             self._prober = None
+        await self.router.close()
         await self.traffic.close()
         await self.client.close()
         if self.access_log is not None:
@@ -65,7 +67,6 @@ class Gateway:
                 names.update(await self.client.list_models(endpoint.url))
             except Exception as exc:  # an unreachable upstream must not stop the gateway from starting
                 log.warning("could not list the models of %s: %s", endpoint.url, exc)
-                endpoint.mark(False)
         pool.known_models = frozenset(names) if names else None
 
     def model_ids(self) -> list[str]:
@@ -81,19 +82,8 @@ class Gateway:
         return any(pool.healthy for pool in self.pools.values())
 
     async def _probe_forever(self) -> None:
-        """Bring unhealthy endpoints back: ask each one's ``/models`` every ``PROBE_INTERVAL_S``."""
+        """Learn the pass-through pool's models once an upstream answers (health is the router's job)."""
         while True:
             await asyncio.sleep(PROBE_INTERVAL_S)
-            seen = set()
-            for pool in self.pools.values():
-                for endpoint in pool.endpoints:
-                    if endpoint.healthy or id(endpoint) in seen:
-                        continue
-                    seen.add(id(endpoint))
-                    try:
-                        await self.client.list_models(endpoint.url, timeout_s=1.0)
-                    except Exception:  # still down
-                        continue
-                    endpoint.mark(True)
             if self.pools.get(PASS_THROUGH_MODEL) is not None and self.pools[PASS_THROUGH_MODEL].known_models is None:
                 await self.discover_models()

@@ -87,6 +87,10 @@ class GatewayMetrics:
                                       ("backend",), registry=r)
         self.cache_requests = Counter("tokenyard_cache_requests", "Cache lookups by kind and result.",
                                       ("kind", "result"), registry=r)
+        self.upstream_phase = Histogram("tokenyard_upstream_phase_seconds",
+                                        "Each request's time by phase (queue, connect, network, upstream_queue, "
+                                        "prefill, decode, upstream) per backend.", ("backend", "phase"),
+                                        buckets=QUEUE_BUCKETS, registry=r)
         self.aborts_by_reason = {reason: self.upstream_aborts.labels(reason) for reason in ABORT_REASONS}
         self._series: dict[tuple[str, str], RequestSeries] = {}
 

@@ -1,89 +1,428 @@
-"""The terminal router: pick an endpoint of the request's pool and open the upstream request.
+"""The terminal router: choose the pool (route rules) and endpoint (the pool's picker, health), open the
+upstream request, and retry, fail over and hedge while nothing has reached the client.
 
-Retries live here and only here. Today's rule (``Router.may_retry``): a request whose upstream failed before
-answering (connection refused or reset, or a 5xx head) is sent once more to another endpoint of the pool; since a
-head has not been relayed yet, this is "before the first byte" for streams too. The routing engineer replaces
-``may_retry`` and ``Pool.pick`` with retry budgets, backoff, outlier ejection and failover without touching the
-relay or the stages.
+Per request (``Router.open``): the route table may move the request to a specialist pool; the pool and its
+``fallback`` chain form the retry chain; the request's class picks a ``RetryPolicy`` (attempts, failover on or
+off, hedging); ``run_with_retries`` drives attempts under the gateway-wide retry budget, each attempt picked by
+``pick_with_permit`` (picker + health + circuit-breaker permit) and its outcome reported to the pool's health.
+An attempt counts as answered when its response head is in, after reading the whole body for non-streaming
+answers (so a backend dying mid-answer is retried: nothing was sent yet) or, when hedging a stream, its first
+byte. See docs/routing.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+from dataclasses import dataclass, field
+from time import monotonic
+from types import SimpleNamespace
 
 import aiohttp
+import msgspec
 
+from tokenyard.config import GatewayConfig
+from tokenyard.policy.backoff import Backoff
+from tokenyard.policy.pickers.endpoint import EndpointView, RequestFeatures
+from tokenyard.policy.retry_budget import RetryBudget
+from tokenyard.policy.route_rules import RouteRule, RouteTable
+from tokenyard.telemetry.metrics import GatewayMetrics
+from tokenyard.traffic.health import ActiveHealthChecker, Outcome, health_url, http_probe, pick_with_permit
+from tokenyard.traffic.retry import (
+    DEFAULT_RETRY_ON,
+    AttemptError,
+    AttemptFailure,
+    NoEndpointAvailable,
+    RequestRetries,
+    RetryEngine,
+    RetryPolicy,
+    hedge,
+    run_with_retries,
+)
+from tokenyard.upstream.attribution import UPSTREAM_QUEUE_HEADER, PhaseClock, tcp_info
 from tokenyard.upstream.client import UpstreamClient
 from tokenyard.upstream.pools import Endpoint, Pool
+from tokenyard.upstream.scrape import LoadScraper, ScrapeConfig, metrics_url
 
-RETRYABLE_STATUSES = frozenset((500, 502, 503, 504))
+GAUGE_INTERVAL_S = 0.5
 
 
 class NoUpstream(Exception):
-    """No endpoint of the pool could take the request (``status`` 503 for the client, or the upstream's)."""
+    """No endpoint of the pool (or its fallbacks) could take the request (503 for the client)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What the router needs to know about a request: its features (route rules, pickers), traffic class,
+    absolute deadline (``time.monotonic()``), whether it streams, its estimated tokens and gateway queue time."""
+
+    features: RequestFeatures = field(default_factory=RequestFeatures)
+    klass: str = ""
+    deadline: float | None = None
+    stream: bool = False
+    tokens: int = 0
+    queue_s: float = 0.0
+
+
 class Attempt:
-    """An upstream request whose response head has arrived. The caller owns ``response`` and must call
-    ``finish()`` exactly once (it releases the endpoint's in-flight slot)."""
+    """An upstream request whose answer has begun. The caller owns ``response`` and must call ``finish()``
+    exactly once (it releases the endpoint's in-flight slot and records the latency attribution)."""
 
-    __slots__ = ("endpoint", "response", "tries")
+    __slots__ = ("_done", "_router", "clock", "endpoint", "pool", "response", "tokens", "tries")
 
-    def __init__(self, endpoint: Endpoint, response: aiohttp.ClientResponse, tries: int) -> None:
+    def __init__(self, router: Router, pool: Pool, endpoint: Endpoint, response: aiohttp.ClientResponse,
+                 clock: PhaseClock, tokens: int) -> None:
+        self._router = router
+        self.pool = pool
         self.endpoint = endpoint
         self.response = response
-        self.tries = tries
+        self.clock = clock
+        self.tokens = tokens
+        self.tries = 1
+        self._done = False
 
-    def finish(self) -> None:
-        self.endpoint.release()
+    def finish(self, outcome: str = "", ttft_at: float | None = None, observe: bool = True) -> dict[str, float]:
+        """The answer is over (``outcome`` as in the access log; ``ttft_at`` when the first token was relayed).
+
+        A stream the upstream broke off is reported to the pool's health. Returns the phases (seconds).
+        """
+        if self._done:
+            return {}
+        self._done = True
+        self.endpoint.release(self.tokens)
+        if outcome == "upstream_interrupted":
+            self.pool.health.report(self.endpoint.name, Outcome.FAILURE)
+            self._router.refresh_gauges()
+        self.clock.first_token_at = ttft_at
+        self.clock.done_at = monotonic()
+        phases = self.clock.phases()
+        if observe:
+            self._router.observe_phases(self.endpoint.name, phases)
+        return phases
+
+
+class _FailedAnswer(AttemptError):
+    """A retriable failure status; the response is kept so the last one can be relayed when no retry is left."""
+
+    def __init__(self, failure: AttemptFailure, attempt: Attempt) -> None:
+        super().__init__(failure, f"upstream {attempt.endpoint.name} answered {failure.status}")
+        self.attempt = attempt
+
+
+def _route_tables(config: GatewayConfig) -> dict[str, RouteTable]:
+    tables = {}
+    for model, rules in config.routes.items():
+        tables[model] = RouteTable(tuple(
+            RouteRule(pool=r.pool, has_images=r.has_images, has_tools=r.has_tools,
+                      min_prompt_tokens=r.min_prompt_tokens, max_prompt_tokens=r.max_prompt_tokens,
+                      tenants=frozenset(r.tenants) if r.tenants is not None else None,
+                      classes=frozenset(r.classes) if r.classes is not None else None)
+            for r in rules), model)
+    return tables
 
 
 class Router:
-    """Opens upstream requests for a pool; see the module docstring for the retry rule."""
+    """Opens upstream requests for the gateway's pools (see the module docstring)."""
 
-    def __init__(self, client: UpstreamClient, max_attempts: int = 2) -> None:
+    def __init__(self, client: UpstreamClient, pools: dict[str, Pool], config: GatewayConfig,
+                 metrics: GatewayMetrics, rng: random.Random | None = None) -> None:
         self.client = client
-        self.max_attempts = max_attempts
+        self.pools = pools
+        self.config = config
+        self.metrics = metrics
+        self.max_attempts = config.retries.attempts
+        self.engine = RetryEngine(RetryBudget(ratio=config.retries.budget_ratio,
+                                              min_retries=config.routing.retry_min_concurrent), rng)
+        self.tables = _route_tables(config)
+        self.hedge_losers = 0
+        self._phase_hist = metrics.upstream_phase
+        self._checkers: list[ActiveHealthChecker] = []
+        self._scraper: LoadScraper | None = None
+        self._gauges: asyncio.Task[None] | None = None
+        self._endpoints = {e.name: e for pool in pools.values() for e in pool.endpoints}
 
-    def may_retry(self, tries: int) -> bool:
-        """The retry seam: True when another attempt is allowed after ``tries`` failed ones."""
-        return tries < self.max_attempts
+    # ----- lifecycle -----
 
-    async def open(self, pool: Pool, path: str, body: bytes, headers: dict[str, str]) -> Attempt:
-        """Send to an endpoint of ``pool``; on a failure before answering, retry on another while allowed.
+    async def start(self) -> None:
+        """Start the active health checks, the load scraper (for ``p2c`` pools) and the gauge refresher."""
+        session = self.client.session
+        routing = self.config.routing
+        if routing.health.enabled:
+            timeout_s = routing.health.timeout_ms / 1000.0
 
-        Returns the attempt whose head arrived (a non-retryable status, including 4xx, is returned as is; the
-        last 5xx is returned when no retry is left). Raises ``NoUpstream`` when no endpoint answered at all.
-        Cancellation (client gone, admin, deadline) closes the upstream connection before propagating.
-        """
-        tried: list[Endpoint] = []
-        last_error = "no healthy upstream for this model"
+            async def probe(url: str) -> bool:
+                return await http_probe(session, url, timeout_s)
+
+            # One round before serving, so /readyz is true from the start: an endpoint that fails its first
+            # probe starts down instead of waiting for unhealthy_threshold rounds.
+            urls = {e.name: health_url(e.url, routing.health.path) for e in self._endpoints.values()}
+            results = await asyncio.gather(*(probe(url) for url in urls.values()))
+            down = {name for name, ok in zip(urls, results, strict=True) if not ok}
+            for pool in self.pools.values():
+                for name in down & set(pool.by_name):
+                    for _ in range(routing.health.unhealthy_threshold):
+                        pool.health.record_probe(name, False)
+            self.refresh_gauges()
+            for pool in self.pools.values():
+                targets = {e.name: health_url(e.url, routing.health.path) for e in pool.endpoints}
+                checker = ActiveHealthChecker(pool.health, targets, probe)
+                checker.start()
+                self._checkers.append(checker)
+        scraped = {e.name: metrics_url(e.url) for pool in self.pools.values() if pool.config.picker == "p2c"
+                   for e in pool.endpoints}
+        if scraped and routing.scrape_interval_ms > 0:
+            interval = routing.scrape_interval_ms / 1000.0
+            self._scraper = LoadScraper(session, scraped, ScrapeConfig(interval_s=interval,
+                                                                       stale_after_s=max(2.0, 4 * interval)))
+            self._scraper.start()
+        self._gauges = asyncio.create_task(self._refresh_forever(), name="tokenyard-backend-gauges")
+
+    async def close(self) -> None:
+        for checker in self._checkers:
+            await checker.stop()
+        self._checkers.clear()
+        if self._scraper is not None:
+            await self._scraper.stop()
+            self._scraper = None
+        if self._gauges is not None:
+            self._gauges.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gauges
+            self._gauges = None
+
+    async def _refresh_forever(self) -> None:
         while True:
-            endpoint = pool.pick(tried)
-            if endpoint is None:
-                raise NoUpstream(last_error)
-            tried.append(endpoint)
-            endpoint.acquire()
+            await asyncio.sleep(GAUGE_INTERVAL_S)
+            self.refresh_gauges()
+
+    def refresh_gauges(self) -> None:
+        """``tokenyard_backend_up`` = routable in at least one pool that lists the endpoint."""
+        up: dict[str, bool] = {}
+        for pool in self.pools.values():
+            for endpoint in pool.endpoints:
+                up[endpoint.name] = up.get(endpoint.name, False) or pool.health.status(endpoint.name).routable
+        for name, value in up.items():
+            self._endpoints[name].set_up(value)
+
+    def observe_phases(self, backend: str, phases: dict[str, float]) -> None:
+        for phase, seconds in phases.items():
+            self._phase_hist.labels(backend, phase).observe(seconds)
+
+    # ----- policy -----
+
+    def select_pool(self, pool: Pool, features: RequestFeatures) -> Pool:
+        """The pool the route rules of ``pool``'s model name choose (``pool`` itself when none matches)."""
+        table = self.tables.get(pool.name)
+        if table is None:
+            return pool
+        return self.pools.get(table.select(features), pool)
+
+    def policy_for(self, klass: str) -> RetryPolicy:
+        """The class's retry policy: ``routing.classes.<class>`` over the gateway's ``retries`` section."""
+        own = self.config.routing.classes.get(klass)
+        retries = self.config.retries
+        attempts = own.max_attempts if own is not None and own.max_attempts is not None else self.max_attempts
+        per_pool = own.per_pool_attempts if own is not None and own.per_pool_attempts is not None else attempts
+        base_s = retries.backoff_ms / 1000.0
+        return RetryPolicy(
+            max_attempts=attempts, per_pool_attempts=min(per_pool, attempts), retry_on_status=DEFAULT_RETRY_ON,
+            failover=own.failover if own is not None else True,
+            backoff=Backoff(base_s=base_s, cap_s=max(base_s, 0.25)),
+            hedge_delay_s=own.hedge_delay_ms / 1000.0 if own is not None and own.hedge_delay_ms else None,
+        )
+
+    def chain(self, pool: Pool) -> list[str]:
+        """``pool`` then its configured fallbacks (those that exist)."""
+        return [pool.name, *(name for name in pool.config.fallback if name in self.pools)]
+
+    # ----- the request path -----
+
+    async def open(self, pool: Pool, path: str, body: bytes, headers: dict[str, str],
+                   request: RouteRequest | None = None) -> Attempt:
+        """Send to an endpoint of ``pool`` (or the pool its route rules choose); retry, fail over and hedge
+        while allowed. Returns the answered attempt (a non-retried status, 4xx included, is returned as is; the
+        last retriable failure status when no retry is left). Raises ``NoUpstream`` when nothing answered.
+        Cancellation closes every upstream connection of the request before propagating.
+        """
+        req = request if request is not None else RouteRequest()
+        first = self.select_pool(pool, req.features)
+        policy = self.policy_for(req.klass)
+        keep: list[Attempt] = []  # answered attempts not yet handed out (hedge race, kept failure status)
+        winner: Attempt | None = None
+        with self.engine.begin(self.chain(first), policy) as retries:
             try:
-                response = await self.client.post(endpoint.url + path, body, headers)
-            except asyncio.CancelledError:
-                endpoint.release()
+                if policy.hedge_delay_s is not None:
+                    winner = await self._hedged(retries, first, path, body, headers, req, keep)
+                else:
+                    winner = await self._run(retries, first, path, body, headers, req, keep)
+            except _FailedAnswer as failed:
+                winner = failed.attempt
+            except AttemptError as error:
+                raise NoUpstream(str(error)) from None
+            except NoEndpointAvailable:
+                raise NoUpstream("no healthy upstream for this model") from None
+            finally:
+                self._discard(keep, exclude=winner)
+            winner.tries = retries.attempts
+            return winner
+
+    def _discard(self, keep: list[Attempt], exclude: Attempt | None) -> None:
+        for attempt in keep:
+            if attempt is not exclude and not attempt._done:
+                attempt.response.close()
+                attempt.finish("discarded", observe=False)
+        keep.clear()
+
+    async def _run(self, retries: RequestRetries, first: Pool, path: str, body: bytes, headers: dict[str, str],
+                   req: RouteRequest, keep: list[Attempt]) -> Attempt:
+        def choose(pool_name: str, tried: frozenset[str]) -> EndpointView | None:
+            pool = self.pools[pool_name]
+            load = self._scraper.latest if self._scraper is not None else (lambda name: None)
+            views = [e.view(load(e.name)) for e in pool.endpoints if e.name not in tried]
+            return pick_with_permit(pool.picker, pool.health, views, req.features)
+
+        def remaining() -> float | None:
+            return None if req.deadline is None else req.deadline - monotonic()
+
+        async def send(pool_name: str, view: EndpointView) -> Attempt:
+            # A failure status kept from the previous try is dropped now that another try starts.
+            self._discard(keep, exclude=None)
+            pool = self.pools[pool_name]
+            attempt_body = body if pool is first else self._renamed(body, pool, first)
+            attempt = await self._send(pool, pool.by_name[view.name], path, attempt_body, headers, req,
+                                       retries.policy)
+            return attempt
+
+        async def send_keeping(pool_name: str, view: EndpointView) -> Attempt:
+            try:
+                return await send(pool_name, view)
+            except _FailedAnswer as failed:
+                keep.append(failed.attempt)
                 raise
-            except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
-                endpoint.release()
-                endpoint.mark(False)
-                last_error = f"upstream {endpoint.name} failed: {type(exc).__name__}"
-                if not self.may_retry(len(tried)):
-                    raise NoUpstream(last_error) from exc
-                continue
-            endpoint.mark(True)
-            if response.status in RETRYABLE_STATUSES and self.may_retry(len(tried)) and pool.pick(tried):
+
+        return await run_with_retries(retries, choose, send_keeping, lambda v: v.name, remaining_s=remaining)
+
+    async def _hedged(self, retries: RequestRetries, first: Pool, path: str, body: bytes, headers: dict[str, str],
+                      req: RouteRequest, keep: list[Attempt]) -> Attempt:
+        """Race a second run against the first after the class's hedge delay; the loser is aborted upstream."""
+        assert retries.policy.hedge_delay_s is not None
+        answered: list[Attempt] = []
+
+        async def one(index: int) -> Attempt:
+            own: list[Attempt] = []
+            try:
+                attempt = await self._run(retries, first, path, body, headers, req, own)
+            except _FailedAnswer as failed:
+                keep.append(failed.attempt)
+                raise
+            answered.append(attempt)
+            return attempt
+
+        def loser(index: int) -> None:
+            self.hedge_losers += 1
+            self.metrics.aborts_by_reason["hedge_loser"].inc()
+
+        winner = await hedge(one, retries.policy.hedge_delay_s, allow=retries.try_hedge, on_loser=loser)
+        # Two attempts can answer in the same loop turn: the one not chosen is a loser too, closed here.
+        for attempt in answered:
+            if attempt is not winner:
+                attempt.response.close()
+                attempt.finish("hedge_loser", observe=False)
+                loser(1)
+        return winner
+
+    def _renamed(self, body: bytes, pool: Pool, first: Pool) -> bytes:
+        """The body for a fallback pool: its ``upstream_model`` (else its name when the first pool renamed)."""
+        target = pool.config.upstream_model
+        if target is None and first.config.upstream_model is not None:
+            target = pool.name
+        if target is None:
+            return body
+        document = msgspec.json.decode(body)
+        if isinstance(document, dict):
+            document["model"] = target
+        return msgspec.json.encode(document)
+
+    async def _send(self, pool: Pool, endpoint: Endpoint, path: str, body: bytes, headers: dict[str, str],
+                    req: RouteRequest, policy: RetryPolicy) -> Attempt:
+        """One attempt: send, wait for the answer to begin, report the outcome to the pool's health."""
+        health = pool.health
+        clock = PhaseClock(monotonic(), req.queue_s)
+        endpoint.acquire(req.tokens)
+        response: aiohttp.ClientResponse | None = None
+        try:
+            response = await self.client.session.post(endpoint.url + path, data=body, headers=headers,
+                                                      allow_redirects=False, trace_request_ctx=clock)
+            clock.head_at = monotonic()
+            connection = response.connection
+            if connection is not None and connection.transport is not None:
+                clock.tcp = tcp_info(connection.transport.get_extra_info("socket"))
+            clock.upstream_queue_from(response.headers.get(UPSTREAM_QUEUE_HEADER))
+            if response.status < 300:
+                if not req.stream:
+                    await response.read()  # the whole answer: a death mid-body can still be retried
+                elif policy.hedge_delay_s is not None:
+                    await _first_byte(response)
+        except asyncio.CancelledError:
+            if response is not None:
                 response.close()
-                endpoint.release()
-                last_error = f"upstream {endpoint.name} answered {response.status}"
-                continue
-            return Attempt(endpoint, response, len(tried))
+            endpoint.release(req.tokens)
+            health.report(endpoint.name, Outcome.CANCELLED)
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError, RuntimeError) as exc:
+            if response is not None:
+                response.close()
+            endpoint.release(req.tokens)
+            outcome = Outcome.TIMEOUT if isinstance(exc, TimeoutError) else (
+                Outcome.CONNECT_ERROR if response is None else Outcome.FAILURE)
+            health.report(endpoint.name, outcome)
+            self.refresh_gauges()
+            raise AttemptError(AttemptFailure(outcome),
+                               f"upstream {endpoint.name} failed: {type(exc).__name__}") from exc
+        latency = monotonic() - clock.sent_at
+        outcome = Outcome.from_status(response.status)
+        health.report(endpoint.name, outcome, latency_s=latency if outcome is Outcome.SUCCESS else None)
+        attempt = Attempt(self, pool, endpoint, response, clock, req.tokens)
+        if outcome is not Outcome.SUCCESS:
+            self.refresh_gauges()
+            if response.status in policy.retry_on_status:
+                raise _FailedAnswer(AttemptFailure(outcome, response.status), attempt)
+        return attempt
+
+
+async def _first_byte(response: aiohttp.ClientResponse) -> None:
+    """Wait until the first byte of the body is buffered (or the body ended), without consuming it.
+
+    aiohttp has no public "peek"; ``_wait`` is the same wait ``readany`` does, and nothing else reads yet.
+    """
+    content = response.content
+    if content.is_eof() or content.exception() is not None or content.total_bytes > 0:
+        return
+    await content._wait("first_byte")
+    error = content.exception()
+    if error is not None:
+        raise error
+
+
+def trace_config() -> aiohttp.TraceConfig:
+    """Times new upstream connections into the attempt's ``PhaseClock`` (passed as ``trace_request_ctx``)."""
+    config = aiohttp.TraceConfig()
+
+    async def start(session: aiohttp.ClientSession, ctx: SimpleNamespace,
+                    params: aiohttp.TraceConnectionCreateStartParams) -> None:
+        ctx.connect_started = monotonic()
+
+    async def end(session: aiohttp.ClientSession, ctx: SimpleNamespace,
+                  params: aiohttp.TraceConnectionCreateEndParams) -> None:
+        clock = ctx.trace_request_ctx
+        if isinstance(clock, PhaseClock):
+            clock.connect_s = monotonic() - getattr(ctx, "connect_started", monotonic())
+
+    config.on_connection_create_start.append(start)
+    config.on_connection_create_end.append(end)
+    return config

@@ -1,96 +1,122 @@
-"""Pools of upstream endpoints: which endpoints serve a model, their health, and a simple least-load pick.
+"""Pools of upstream endpoints: which endpoints serve a model, their in-flight counts, health and picker.
 
-The routing engineer's pickers (``tokenyard.policy.pickers``) plug in at ``Pool.pick``: the router only asks a
-pool for "an endpoint, not one of these".
+An ``Endpoint`` is shared by every pool that lists its URL (one in-flight count, one pair of gauges); each
+``Pool`` has its own ``PoolHealth`` (active checks, outlier ejection, circuit breakers, slow start) and its own
+picker (``models.<name>.picker``). The router (``tokenyard.traffic.router``) drives both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from tokenyard.config import EndpointConfig, ModelConfig
+from tokenyard.config.routing import RoutingConfig
+from tokenyard.policy.circuit_breaker import BreakerConfig
+from tokenyard.policy.outlier import OutlierConfig
+from tokenyard.policy.pickers.base import Picker
+from tokenyard.policy.pickers.endpoint import BackendLoad, EndpointView
+from tokenyard.policy.pickers.registry import PickerOptions, create_picker
+from tokenyard.policy.slow_start import SlowStart
 from tokenyard.telemetry.metrics import GatewayMetrics
+from tokenyard.traffic.health import HealthConfig, PoolHealth
 
 
 class Endpoint:
-    """One upstream server. ``url`` is its base URL including ``/v1``; ``inflight`` counts open requests."""
+    """One upstream server. ``url`` is its base URL including ``/v1``; ``inflight``/``inflight_tokens`` count
+    the gateway's open requests to it (and their estimated tokens). ``up`` mirrors ``tokenyard_backend_up``."""
 
-    __slots__ = ("_inflight_gauge", "_up_gauge", "healthy", "inflight", "name", "url", "weight")
+    __slots__ = ("_inflight_gauge", "_up_gauge", "inflight", "inflight_tokens", "name", "up", "url", "weight",
+                 "zone")
 
     def __init__(self, config: EndpointConfig, metrics: GatewayMetrics) -> None:
         self.name = config.name or config.url
         self.url = config.url.rstrip("/")
         self.weight = config.weight
-        self.healthy = True
+        self.zone = config.zone
+        self.up = True
         self.inflight = 0
+        self.inflight_tokens = 0
         self._up_gauge = metrics.backend_up.labels(self.name)
         self._inflight_gauge = metrics.backend_inflight.labels(self.name)
         self._up_gauge.set(1)
+        self._inflight_gauge.set(0)
 
-    def mark(self, healthy: bool) -> None:
-        if healthy != self.healthy:
-            self.healthy = healthy
-            self._up_gauge.set(1 if healthy else 0)
+    def set_up(self, up: bool) -> None:
+        """Set ``tokenyard_backend_up`` (1: routable in at least one of its pools)."""
+        if up != self.up:
+            self.up = up
+            self._up_gauge.set(1 if up else 0)
 
-    def acquire(self) -> None:
+    def acquire(self, tokens: int = 0) -> None:
         self.inflight += 1
+        self.inflight_tokens += tokens
         self._inflight_gauge.inc()
 
-    def release(self) -> None:
+    def release(self, tokens: int = 0) -> None:
         self.inflight -= 1
+        self.inflight_tokens -= tokens
         self._inflight_gauge.dec()
+
+    def view(self, load: BackendLoad | None) -> EndpointView:
+        """This endpoint as a picker sees it (health fields are filled in by ``PoolHealth.view``)."""
+        return EndpointView(name=self.name, url=self.url, weight=float(self.weight), zone=self.zone,
+                            inflight_requests=self.inflight, inflight_tokens=self.inflight_tokens, load=load)
+
+
+def health_config(routing: RoutingConfig) -> HealthConfig:
+    """The ``routing`` section's health, outlier, breaker and slow-start settings as the engine's config."""
+    h, o, b, s = routing.health, routing.outlier, routing.breaker, routing.slow_start
+    return HealthConfig(
+        interval_s=h.interval_ms / 1000.0, timeout_s=h.timeout_ms / 1000.0,
+        unhealthy_threshold=h.unhealthy_threshold, healthy_threshold=h.healthy_threshold,
+        outlier=OutlierConfig(consecutive_failures=o.consecutive_failures, base_ejection_s=o.base_ejection_ms / 1000.0,
+                              max_ejection_s=o.max_ejection_ms / 1000.0, max_ejected_share=o.max_ejected_share,
+                              latency_factor=o.latency_factor, latency_margin_s=o.latency_margin_ms / 1000.0),
+        breaker=BreakerConfig(failure_threshold=b.failure_threshold, open_s=b.open_ms / 1000.0,
+                              half_open_probes=b.half_open_probes, success_threshold=b.success_threshold),
+        slow_start=SlowStart(window_s=s.window_ms / 1000.0, floor=s.floor, aggression=s.aggression),
+    )
 
 
 class Pool:
-    """The endpoints serving one configured model name.
+    """The endpoints serving one configured model name, with the pool's health and picker.
 
     ``known_models`` is set for the pass-through pool (``*``) from the upstreams' ``GET /v1/models``: the model
     names it accepts (None: any name, used when no upstream could be asked at start).
     """
 
-    __slots__ = ("_turn", "config", "endpoints", "known_models", "name")
+    __slots__ = ("by_name", "config", "endpoints", "health", "known_models", "name", "picker")
 
-    def __init__(self, name: str, config: ModelConfig, endpoints: list[Endpoint]) -> None:
+    def __init__(self, name: str, config: ModelConfig, endpoints: list[Endpoint], health: PoolHealth,
+                 picker: Picker) -> None:
         self.name = name
         self.config = config
         self.endpoints = endpoints
+        self.by_name = {e.name: e for e in endpoints}
+        self.health = health
+        self.picker = picker
         self.known_models: frozenset[str] | None = None
-        self._turn = 0
-
-    def pick(self, exclude: Collection[Endpoint] = ()) -> Endpoint | None:
-        """The healthy endpoint with the fewest requests in flight (round-robin among ties), or None.
-
-        Endpoints with weight 0 get no new traffic. When every endpoint is unhealthy, the least loaded of the
-        unhealthy ones is tried anyway only if the pool has no healthy endpoint at all and it is not excluded
-        (health is passive: a recovered server is found by trying it or by the prober).
-        """
-        best: Endpoint | None = None
-        count = len(self.endpoints)
-        self._turn = (self._turn + 1) % count if count else 0
-        for i in range(count):
-            endpoint = self.endpoints[(self._turn + i) % count]
-            if not endpoint.healthy or endpoint.weight == 0 or endpoint in exclude:
-                continue
-            if best is None or endpoint.inflight < best.inflight:
-                best = endpoint
-        return best
 
     @property
     def healthy(self) -> bool:
-        return any(e.healthy and e.weight > 0 for e in self.endpoints)
+        """Whether some endpoint of the pool can take traffic now (``/readyz``)."""
+        return any(e.weight > 0 and self.health.status(e.name).routable for e in self.endpoints)
 
 
-def build_pools(models: dict[str, ModelConfig], metrics: GatewayMetrics) -> dict[str, Pool]:
+def build_pools(models: dict[str, ModelConfig], metrics: GatewayMetrics,
+                routing: RoutingConfig | None = None) -> dict[str, Pool]:
     """One ``Pool`` per configured model name; endpoints with the same URL are shared between pools."""
+    routing = routing if routing is not None else RoutingConfig()
+    config = health_config(routing)
     shared: dict[str, Endpoint] = {}
     pools: dict[str, Pool] = {}
-    for name, config in models.items():
+    for name, model in models.items():
         endpoints = []
-        for endpoint_config in config.endpoints:
+        for endpoint_config in model.endpoints:
             key = endpoint_config.url.rstrip("/")
             endpoint = shared.get(key)
             if endpoint is None:
                 endpoint = shared[key] = Endpoint(endpoint_config, metrics)
             endpoints.append(endpoint)
-        pools[name] = Pool(name, config, endpoints)
+        options = PickerOptions(session_header=routing.session_header)
+        picker = create_picker(model.picker, options)
+        pools[name] = Pool(name, model, endpoints, PoolHealth([e.name for e in endpoints], config), picker)
     return pools

@@ -15,6 +15,7 @@ from aiohttp import web
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.relay import abort_upstream, gateway_abort_error, relay_stream, relay_whole
+from tokenyard.gateway.route_request import route_request
 from tokenyard.gateway.stages.admission import lease_of
 from tokenyard.gateway.stages.chain import Next
 from tokenyard.gateway.stages.degrade import upstream_headers
@@ -45,7 +46,8 @@ def forward_terminal(gw: Gateway) -> Next:
         attempt: Attempt | None = None
         try:
             try:
-                attempt = await router.open(ctx.pool, PATHS[ctx.operation], ctx.body, headers)
+                attempt = await router.open(ctx.pool, PATHS[ctx.operation], ctx.body, headers,
+                                           route_request(ctx, gw.config))
             except NoUpstream as exc:
                 raise GatewayError(503, exc.message, "no_healthy_upstream") from exc
             ctx.backend = attempt.endpoint.name
@@ -77,6 +79,6 @@ def forward_terminal(gw: Gateway) -> Next:
             watchdog.stop()
             if attempt is not None:
                 attempt.response.release()
-                attempt.finish()
+                attempt.finish(ctx.outcome, ctx.started + ctx.ttft if ctx.ttft is not None else None)
 
     return forward
