@@ -27,6 +27,7 @@ from tokenyard.pipeline.spec import PipelineSpec
 from tokenyard.pipeline.transforms import PermanentError, Transform, TransientError
 
 log = logging.getLogger("tokenyard.pipeline")
+STOP_GRACE_S = 5.0
 WASTE_FOR = {ev.ABORTED: "aborted", ev.EXPIRED: "expired", ev.SUPERSEDED: "superseded"}
 
 
@@ -89,11 +90,15 @@ class Worker:
         try:
             await stop.wait()
         finally:
-            for task in [reader, *helpers, *self._active.values()]:
+            tasks = [reader, *helpers, *self._active.values()]
+            for task in tasks:
                 task.cancel()
-            for task in [reader, *helpers, *list(self._active.values())]:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+            if stuck:
+                log.warning("%d pipeline tasks did not stop within %.0f s", len(stuck), STOP_GRACE_S)
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    log.warning("pipeline task %s failed: %r", task.get_name(), task.exception())
 
     async def _read_loop(self) -> None:
         await self.control_ready.wait()
