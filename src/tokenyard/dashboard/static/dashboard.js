@@ -29,6 +29,7 @@
 
   function fmt(v) {
     if (v === null || v === undefined) return "–";
+    if (Number.isInteger(v)) return String(v);
     if (Math.abs(v) >= 100) return v.toFixed(0);
     if (Math.abs(v) >= 10) return v.toFixed(1);
     return v.toFixed(2);
@@ -52,9 +53,9 @@
       ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(left + pw, y); ctx.stroke();
       ctx.textAlign = "right"; ctx.fillText(fmt((max * i) / 4), left - 4, y + 4);
     }
-    ctx.textAlign = "center";
     for (let i = 0; i <= 4; i++) {
       const secs = -span + (span * i) / 4;
+      ctx.textAlign = i === 0 ? "left" : i === 4 ? "right" : "center";
       ctx.fillText(secs === 0 ? "now" : Math.round(secs) + "s", left + (pw * i) / 4, h - 4);
     }
     let points = 0;
