@@ -12,6 +12,7 @@ from tokenyard.config.base import Section
 from tokenyard.config.classes import ClassConfig, default_classes
 from tokenyard.config.models import PASS_THROUGH_MODEL, ModelConfig
 from tokenyard.config.routing import RouteRuleConfig, RoutingConfig
+from tokenyard.config.scaleout import CacheConfig, ScaleOutConfig
 from tokenyard.config.security import AuditLogConfig, EastWestConfig, JwtConfig, KeyStoreConfig
 from tokenyard.config.server import (
     AccessLogConfig,
@@ -53,6 +54,8 @@ class GatewayConfig(Section, frozen=True, kw_only=True):
     degradation: DegradationConfig = msgspec.field(default_factory=DegradationConfig)
     routes: dict[str, tuple[RouteRuleConfig, ...]] = msgspec.field(default_factory=dict)
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
+    cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
+    scaleout: ScaleOutConfig = msgspec.field(default_factory=ScaleOutConfig)
 
     @property
     def auth_enabled(self) -> bool:
