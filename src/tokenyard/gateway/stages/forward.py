@@ -42,7 +42,7 @@ def forward_terminal(gw: Gateway) -> Next:
         series = metrics.series(ctx.model, ctx.klass)
         headers = {"Content-Type": "application/json", "x-request-id": ctx.request_id, **upstream_headers(ctx)}
         lease = lease_of(ctx)
-        watchdog = Watchdog(ctx, loop, first_s, idle_s)
+        watchdog = Watchdog(ctx, loop, first_s if ctx.stream else None, idle_s)
         attempt: Attempt | None = None
         try:
             try:
