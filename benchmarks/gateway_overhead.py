@@ -221,7 +221,13 @@ async def overhead(args: argparse.Namespace, py: str) -> None:
 async def streams(args: argparse.Namespace, py: str) -> None:
     slow = Child([py, "-m", "tokenyard", "sim", "--profile", "fast", "--port", "0", "--itl-ms", "500",
                   "--ttft-ms", "500", "--max-num-seqs", str(args.streams + 100)])
-    gateway = Child([py, "-m", "tokenyard", "serve", "--upstream", slow.url, "--port", "0"])
+    # Admission stays on, with a concurrency limit above N so the gateway itself holds every stream open.
+    limit = args.streams + 100
+    config = Path(tempfile.mkdtemp()) / "streams.yaml"
+    config.write_text(f"listen: {{host: 127.0.0.1, port: 0}}\n"
+                      f"models: {{'*': {{endpoints: [{{url: '{slow.url}/v1'}}]}}}}\n"
+                      f"admission: {{initial_limit: {limit}, max_limit: {limit}}}\n")
+    gateway = Child([py, "-m", "tokenyard", "serve", "--config", str(config)])
     try:
         idle = gateway.rss_mb()
         started, most_open, peak = await hold_streams(gateway.url, args.streams, gateway)
