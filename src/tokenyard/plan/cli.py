@@ -20,7 +20,7 @@ def render_table(plan: Plan) -> Table:
     table = Table(title="tokenyard capacity plan (replicas hold every class's p95 SLO in the simulation)")
     for header in ("month", "model", "peak req/s", "surge req/s", "replicas peak", "replicas surge",
                    "tokens/month", "cost/month"):
-        table.add_column(header, justify="right" if header not in ("model",) else "left")
+        table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
     for month in plan.months:
         for name, m in month.models.items():
             table.add_row(str(month.traffic.month), name, f"{m.peak.rate:.3g}", f"{m.surge.rate:.3g}",
@@ -36,12 +36,15 @@ def _si(value: float) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.argument("plan_file")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the full plan as JSON here ('-' for stdout, and no table).")
 @click.option("--horizon-only", is_flag=True, help="Size only the last month of the forecast (faster).")
 def command(plan_file: str, json_out: str | None, horizon_only: bool) -> None:
-    """Replicas, tokens and cost per model to hold each class's SLO (see docs/planning.md)."""
+    """Replicas, tokens and cost per model to hold each class's SLO (see docs/planning.md).
+
+    PLAN_FILE is a plan YAML file, or `example` for the shipped example.
+    """
     try:
         plan = make_plan(load_plan(plan_file), horizon_only=horizon_only)
     except PlanError as exc:
@@ -51,7 +54,10 @@ def command(plan_file: str, json_out: str | None, horizon_only: bool) -> None:
     if json_out == "-":
         click.echo(json.dumps(data, indent=2))
         return
-    Console().print(render_table(plan))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # a pipe or a file: do not squeeze the table into 80 columns
+    console.print(render_table(plan))
     horizon = plan.horizon
     for name, m in horizon.models.items():
         if m.surge.at is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -107,18 +108,29 @@ class PlanSpec:
         raise KeyError(name)
 
 
+def builtin_names() -> list[str]:
+    """The example plans shipped with tokenyard (``tokenyard plan NAME``)."""
+    folder = resources.files("tokenyard.plan").joinpath("examples")
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
 def load_plan(path: str | Path) -> PlanSpec:
-    """Read and parse a plan YAML file; raise PlanError naming the bad key."""
+    """Read and parse a plan YAML file (or a built-in example by name); raise PlanError naming the bad key."""
+    if not Path(path).exists() and str(path) in builtin_names():
+        text = resources.files("tokenyard.plan").joinpath("examples", f"{path}.yaml").read_text(encoding="utf-8")
+        return parse_plan(_yaml(text))
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PlanError("file", f"cannot read {path}: {exc.strerror or exc}") from exc
+    return parse_plan(_yaml(text), base_dir=Path(path).resolve().parent)
+
+
+def _yaml(text: str) -> Any:
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise PlanError("file", f"not valid YAML: {exc}") from exc
-    spec = parse_plan(data, base_dir=Path(path).resolve().parent)
-    return spec
 
 
 def parse_plan(data: Any, base_dir: Path | None = None) -> PlanSpec:
