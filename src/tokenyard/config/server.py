@@ -8,11 +8,15 @@ MIB = 1024 * 1024
 
 
 class TLSConfig(Section, frozen=True, kw_only=True):
-    """TLS on a listener; ``client_ca_file`` turns on mTLS (client certificates required and verified)."""
+    """TLS on a listener; ``client_ca_file`` turns on mTLS (client certificates verified against it).
+
+    ``require_client_cert`` false lets clients without a certificate in too (they then need an API key or JWT).
+    """
 
     cert_file: str
     key_file: str
     client_ca_file: str | None = None
+    require_client_cert: bool = True
 
 
 class ListenConfig(Section, frozen=True, kw_only=True):

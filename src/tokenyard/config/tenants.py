@@ -42,3 +42,5 @@ class KeyConfig(Section, frozen=True, kw_only=True):
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     max_concurrency: PositiveInt | None = None
+    tokens_per_day: PositiveInt | None = None
+    tokens_per_month: PositiveInt | None = None

@@ -9,6 +9,7 @@ import logging
 from tokenyard.config import PASS_THROUGH_MODEL, GatewayConfig
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.stages.chain import Next, build_chain
+from tokenyard.security.service import SecurityService
 from tokenyard.telemetry.access_log import AccessLog
 from tokenyard.telemetry.metrics import GatewayMetrics
 from tokenyard.traffic.control import TrafficControl
@@ -33,11 +34,13 @@ class Gateway:
         self.access_log = AccessLog(config.access_log) if config.access_log.enabled else None
         self.traffic = TrafficControl(config, {name: [(e.name, e.url) for e in pool.endpoints]
                                                for name, pool in self.pools.items()}, self.metrics)
+        self.security = SecurityService(config)
         self.chain: Next = build_chain(self)
         self._prober: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Open the connection pool, learn the pass-through pool's models, start the health prober."""
+        await self.security.start()
         await self.client.start()
         await self.discover_models()
         await self.traffic.start(self.client.session)
@@ -53,6 +56,7 @@ class Gateway:
         await self.router.close()
         await self.traffic.close()
         await self.client.close()
+        await self.security.close()
         if self.access_log is not None:
             self.access_log.close()
 

@@ -1,4 +1,9 @@
-"""Auth by API key: ``Authorization: Bearer KEY`` hashed and looked up in constant time; off without keys."""
+"""Auth: who is calling. API keys (config or key store), JWT service identities or mTLS client certificates.
+
+Off only in the loopback "auth off" mode (no credential of any kind configured). Every failure is a 401 in
+OpenAI's format, saying whether the credential was missing, unknown, revoked or expired, and is written to the
+audit log (the reason and the caller's address, never the credential).
+"""
 
 from __future__ import annotations
 
@@ -6,39 +11,36 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from tokenyard.config import KeyConfig, KeyLookup
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.security.service import PRINCIPAL, AuthFailure
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
 
-_BEARER = "bearer "
-
 
 def auth_stage(gw: Gateway) -> Stage:
-    config = gw.config
-    if not config.auth_enabled:
+    security = gw.security
+    if not security.enabled:
 
         async def open_door(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
             return await call_next(ctx)
 
         return open_door
 
-    lookup: KeyLookup[KeyConfig] = KeyLookup((k.key_sha256, k) for k in config.keys if k.key_sha256)
-    tenants = config.tenants
+    tenants = gw.config.tenants
 
     async def authenticate(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
-        header = ctx.request.headers.get("Authorization", "")
-        if header[:7].lower() != _BEARER or len(header) <= 7:
-            raise GatewayError(401, "missing API key: send 'Authorization: Bearer KEY'", "missing_api_key")
-        key = lookup.find(header[7:].strip())
-        if key is None:
-            raise GatewayError(401, "invalid API key", "invalid_api_key")
-        ctx.key = key
-        ctx.tenant = key.tenant
-        ctx.tenant_config = tenants.get(key.tenant)
+        try:
+            principal = security.authenticate(ctx.request)
+        except AuthFailure as exc:
+            security.audit_failure(ctx.request, exc, ctx.request_id)
+            raise GatewayError(401, exc.message, exc.code) from exc
+        ctx.request[PRINCIPAL] = principal
+        ctx.key = principal.key
+        ctx.tenant = principal.key.tenant
+        ctx.tenant_config = tenants.get(principal.key.tenant)
         return await call_next(ctx)
 
     return authenticate

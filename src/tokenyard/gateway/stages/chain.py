@@ -47,6 +47,7 @@ def build_stages(gw: Gateway) -> list[Stage]:
     from tokenyard.gateway.stages.degrade import degrade_stage
     from tokenyard.gateway.stages.model import model_stage
     from tokenyard.gateway.stages.observe import observe_stage
+    from tokenyard.gateway.stages.policy import policy_stage
     from tokenyard.gateway.stages.ratelimit import ratelimit_stage
     from tokenyard.gateway.stages.validate import validate_stage
 
@@ -56,6 +57,7 @@ def build_stages(gw: Gateway) -> list[Stage]:
         validate_stage(gw),
         classify_stage(gw),
         model_stage(gw),
+        policy_stage(gw),  # east-west policy for service identities; token budgets (denial of wallet)
         ratelimit_stage(gw),  # per key / tenant / class; x-ratelimit-* headers
         # the cache lookup stage goes here
         degrade_stage(gw),  # the degradation ladder's actions on the body

@@ -1,0 +1,72 @@
+"""Policy: what an authenticated caller may do and spend, checked before any upstream work.
+
+- Service identities (JWT, mTLS) are default-deny: the east-west policy must grant the model (403 otherwise,
+  naming the identity and the model). API keys are scoped by their own ``models`` (the model stage).
+- Token budgets of the key and its tenant, per UTC day and month: a caller whose budget is spent gets 429 with
+  a message saying which budget; a request that goes on is charged its real usage once it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from tokenyard.gateway.context import RequestContext
+from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.security.service import PRINCIPAL
+from tokenyard.state import StateUnavailable
+from tokenyard.state.periods import period_end
+
+if TYPE_CHECKING:
+    from tokenyard.gateway.services import Gateway
+
+log = logging.getLogger("tokenyard.security")
+
+
+def used_tokens(ctx: RequestContext) -> int:
+    """What a finished request cost: the upstream's usage, else the prompt estimate plus what was relayed."""
+    if not ctx.backend:
+        return 0
+    if ctx.prompt_tokens:
+        return ctx.prompt_tokens + ctx.completion_tokens
+    return (ctx.parsed.prompt_tokens_estimate if ctx.parsed is not None else 0) + ctx.completion_tokens
+
+
+def policy_stage(gw: Gateway) -> Stage:
+    security = gw.security
+
+    async def check_policy(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+        principal = ctx.request.get(PRINCIPAL)
+        if principal is not None and ctx.parsed is not None:
+            decision = security.decide(principal, "models", ctx.parsed.model)
+            if decision is not None and not decision.allowed:
+                raise GatewayError(403, f"identity {principal.identity.subject} may not call model "
+                                   f"{ctx.parsed.model!r} (east-west policy: default deny)",
+                                   "model_not_allowed", param="model")
+        budgets = security.budgets_of(ctx.key)
+        guard = security.budgets
+        if not budgets or guard is None:
+            return await call_next(ctx)
+        try:
+            exhausted = await guard.check(budgets)
+        except StateUnavailable as exc:  # fail closed: an unchecked budget is an open wallet
+            raise GatewayError(503, "token budgets cannot be checked right now", "budget_unavailable") from exc
+        if exhausted is not None:
+            now = time.time()
+            retry_s = max(1, math.ceil(period_end(exhausted.budget.period, now) - now))
+            raise GatewayError(429, exhausted.message(), "budget_exhausted", outcome="rate_limited",
+                               headers={"Retry-After": str(retry_s)})
+        try:
+            return await call_next(ctx)
+        finally:
+            try:
+                await guard.charge(budgets, used_tokens(ctx))
+            except StateUnavailable as exc:
+                log.warning("request %s: usage not charged to its budget: %s", ctx.request_id, exc)
+
+    return check_policy
