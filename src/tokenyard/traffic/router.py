@@ -257,9 +257,9 @@ class Router:
         with self.engine.begin(self.chain(first), policy) as retries:
             try:
                 if policy.hedge_delay_s is not None:
-                    winner = await self._hedged(retries, first, path, body, headers, req, keep)
+                    winner = await self._hedged(retries, pool, path, body, headers, req, keep)
                 else:
-                    winner = await self._run(retries, first, path, body, headers, req, keep)
+                    winner = await self._run(retries, pool, path, body, headers, req, keep)
             except _FailedAnswer as failed:
                 winner = failed.attempt
             except AttemptError as error:
@@ -278,7 +278,7 @@ class Router:
                 attempt.finish("discarded", observe=False)
         keep.clear()
 
-    async def _run(self, retries: RequestRetries, first: Pool, path: str, body: bytes, headers: dict[str, str],
+    async def _run(self, retries: RequestRetries, asked: Pool, path: str, body: bytes, headers: dict[str, str],
                    req: RouteRequest, keep: list[Attempt]) -> Attempt:
         def choose(pool_name: str, tried: frozenset[str]) -> EndpointView | None:
             pool = self.pools[pool_name]
@@ -293,7 +293,7 @@ class Router:
             # A failure status kept from the previous try is dropped now that another try starts.
             self._discard(keep, exclude=None)
             pool = self.pools[pool_name]
-            attempt_body = body if pool is first else self._renamed(body, pool, first)
+            attempt_body = body if pool is asked else self._renamed(body, pool, asked, req.features.model)
             attempt = await self._send(pool, pool.by_name[view.name], path, attempt_body, headers, req,
                                        retries.policy)
             return attempt
@@ -307,7 +307,7 @@ class Router:
 
         return await run_with_retries(retries, choose, send_keeping, lambda v: v.name, remaining_s=remaining)
 
-    async def _hedged(self, retries: RequestRetries, first: Pool, path: str, body: bytes, headers: dict[str, str],
+    async def _hedged(self, retries: RequestRetries, asked: Pool, path: str, body: bytes, headers: dict[str, str],
                       req: RouteRequest, keep: list[Attempt]) -> Attempt:
         """Race a second run against the first after the class's hedge delay; the loser is aborted upstream."""
         assert retries.policy.hedge_delay_s is not None
@@ -316,7 +316,7 @@ class Router:
         async def one(index: int) -> Attempt:
             own: list[Attempt] = []
             try:
-                attempt = await self._run(retries, first, path, body, headers, req, own)
+                attempt = await self._run(retries, asked, path, body, headers, req, own)
             except _FailedAnswer as failed:
                 keep.append(failed.attempt)
                 raise
@@ -336,11 +336,12 @@ class Router:
                 loser(1)
         return winner
 
-    def _renamed(self, body: bytes, pool: Pool, first: Pool) -> bytes:
-        """The body for a fallback pool: its ``upstream_model`` (else its name when the first pool renamed)."""
+    def _renamed(self, body: bytes, pool: Pool, asked: Pool, client_model: str) -> bytes:
+        """The body for another pool than the one asked for (a route rule's or a fallback): that pool's
+        ``upstream_model``, else the client's own model name when the asked pool had renamed it."""
         target = pool.config.upstream_model
-        if target is None and first.config.upstream_model is not None:
-            target = pool.name
+        if target is None and asked.config.upstream_model is not None:
+            target = client_model or None
         if target is None:
             return body
         document = msgspec.json.decode(body)
