@@ -123,11 +123,12 @@ async def probe_ttft(port: int, count: int, spacing: float, until: float) -> lis
     return ttfts
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def http_json(port: int, path: str, method: str = "GET") -> Any:
@@ -178,7 +179,8 @@ def main() -> int:
         ttfts = asyncio.run(probe_ttft(port, args.probes, spacing, t1 - 0.5))
         time.sleep(max(0.0, t1 - time.time()))
         stats = http_json(port, "/sim/stats")
-        sim_cpu = (cpu_seconds(sim.pid) - cpu0) / args.measure
+        cpu1 = cpu_seconds(sim.pid)
+        sim_user, sim_sys = ((b - a) / args.measure for a, b in zip(cpu0, cpu1, strict=True))
         outs = [results.get(timeout=60) for _ in procs]
         for p in procs:
             p.join(30)
@@ -202,7 +204,9 @@ def main() -> int:
     ttft_err = measured_ttft / predicted_ttft - 1
     report = {
         "streams_requested": args.streams, "streams_streaming": streams_up, "client_processes": args.clients,
-        "errors": sum(o["errors"] for o in outs), "sim_cpu_share_of_one_core": round(sim_cpu, 2),
+        "errors": sum(o["errors"] for o in outs), "sim_cpu_user": round(sim_user, 2),
+        "sim_cpu_sys": round(sim_sys, 2),
+        "sim_cpu_us_per_token": round(1e6 * (sim_user + sim_sys) / max(1.0, tok_s), 1),
         "load_average_1m": round(os.getloadavg()[0], 2), "tokens_per_s": round(tok_s),
         "mean_batch": round(stats["mean_batch"], 1), "predicted_step_ms": round(predicted_step, 2),
         "engine_step_ms": round(stats["mean_step_ms"], 2), "step_lag_events": stats["step_lag_events"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tokenyard.sim.engine import Engine, RequestHandle
+from tokenyard.sim.engine import REFUSED, SENT, SENT_WAKE, Engine, RequestHandle
 from tokenyard.sim.openai_io import ChunkWriter
 
 HIGH_WATER = 256 * 1024
@@ -32,18 +32,20 @@ class DirectSSE:
         self.target = handle.seq.target_output
         self.limit = self.target if limit is None else min(limit, self.target)
 
-    def push(self) -> bool:
+    def push(self) -> int:
         transport = self.transport
         if transport.is_closing() or transport.get_write_buffer_size() > HIGH_WATER:
-            return False
-        upto = min(self.handle.available, self.limit)
-        if upto > self.sent:
-            data = self.chunks.render(self.handle, self.sent, upto, self.target,
-                                      self.handle.seq.finish_reason or "length")
+            return REFUSED
+        handle = self.handle
+        sent = self.sent
+        upto = handle.available
+        upto = min(upto, self.limit)
+        if upto > sent:
+            if upto == sent + 1 and upto < self.target:  # the usual case: one token, not the last
+                data = self.chunks.token(handle.token_index(sent))
+            else:
+                data = self.chunks.render(handle, sent, upto, self.target, handle.seq.finish_reason or "length")
             transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
-            self.engine.delivered_tokens += upto - self.sent
+            self.engine.delivered_tokens += upto - sent
             self.sent = upto
-        return True
-
-    def wants_handler(self) -> bool:
-        return self.sent >= self.limit
+        return SENT_WAKE if upto >= self.limit else SENT

@@ -32,11 +32,12 @@ class RequestInvalid(Exception):
 class DirectWriter(Protocol):
     """Writes a stream's new tokens from inside the engine loop (the hot path: no handler wake-up per token)."""
 
-    def push(self) -> bool:
-        """Send what was delivered; False when it cannot (connection closing, client not reading)."""
+    def push(self) -> int:
+        """Send what was delivered: ``REFUSED`` (connection closing, client not reading), ``SENT``, or
+        ``SENT_WAKE`` when the handler must now run (its stream reached a point it handles itself, e.g. a drop)."""
 
-    def wants_handler(self) -> bool:
-        """Whether the handler must run now (its stream reached a point it handles itself, e.g. a drop)."""
+
+REFUSED, SENT, SENT_WAKE = 0, 1, 2
 
 
 class RequestHandle:
@@ -217,22 +218,26 @@ class Engine:
 
     def _deliver(self, result: StepResult, now: float) -> None:
         hist = self.hist
+        ttft, itl = hist.ttft, hist.itl
         for seq in result.emitted:
+            # Hot loop (every streaming sequence, every step).
             last = seq.last_token_at
             if last is None:
-                hist.ttft.observe(now - seq.arrival)
+                ttft.observe(now - seq.arrival)
             else:
-                hist.itl.observe(now - last)
+                itl.observe(now - last)
             seq.last_token_at = now
             handle: RequestHandle = seq.sink
             handle.available = seq.num_output
             direct = handle.direct
             if direct is None:
                 handle.notify()
-            elif not direct.push():
-                handle.direct = None  # the handler takes over, with flow control
-                handle.notify()
-            elif direct.wants_handler():
+            else:
+                outcome = direct.push()
+                if outcome == SENT:
+                    continue
+                if outcome == REFUSED:
+                    handle.direct = None  # the handler takes over, with flow control
                 handle.notify()
         for seq in result.finished:
             hist.e2e.observe(now - seq.arrival)

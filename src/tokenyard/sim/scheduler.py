@@ -222,24 +222,29 @@ class Scheduler:
 
     def _schedule_running(self, budget: int, scheduled: list[tuple[Sequence, int]],
                           preempted: list[Sequence]) -> int:
+        # Hot loop (every running sequence, every step): attribute access kept to a minimum.
         running = self.running
         kv = self.kv
+        running_status = SeqStatus.RUNNING
+        append = scheduled.append
         idx = 0
         while idx < len(running) and budget > 0:
             seq = running[idx]
-            chunk = min(seq.num_tokens - seq.num_computed, budget)
-            need = blocks_for(seq.num_computed + chunk) - len(seq.blocks)
-            while need > 0 and not kv.can_allocate([], need):
-                victim = running.pop()  # FCFS: the newest running sequence goes first
-                self._preempt(victim)
-                preempted.append(victim)
-                if victim is seq:
-                    break
-            if seq.status is not SeqStatus.RUNNING:
-                break
+            computed = seq.num_computed
+            chunk = seq.prompt_tokens + seq.num_output - computed
+            chunk = min(chunk, budget)
+            need = (computed + chunk + BLOCK_SIZE - 1) // BLOCK_SIZE - len(seq.blocks)
             if need > 0:
+                while not kv.can_allocate([], need):
+                    victim = running.pop()  # FCFS: the newest running sequence goes first
+                    self._preempt(victim)
+                    preempted.append(victim)
+                    if victim is seq:
+                        break
+                if seq.status is not running_status:
+                    break
                 seq.blocks.extend(kv.allocate(need))
-            scheduled.append((seq, chunk))
+            append((seq, chunk))
             budget -= chunk
             idx += 1
         return budget
@@ -279,17 +284,20 @@ class Scheduler:
         emitted: list[Sequence] = []
         finished: list[Sequence] = []
         kv = self.kv
+        emit = emitted.append
         for seq, chunk in scheduled:
-            seq.num_computed += chunk
-            full = min(seq.num_computed // BLOCK_SIZE, len(seq.hashes))
-            while seq.published < full:
-                kv.publish(seq.blocks[seq.published], seq.hashes[seq.published])
-                seq.published += 1
-            if seq.num_computed >= seq.num_tokens:
+            computed = seq.num_computed + chunk
+            seq.num_computed = computed
+            if seq.published < len(seq.hashes):
+                full = min(computed // BLOCK_SIZE, len(seq.hashes))
+                while seq.published < full:
+                    kv.publish(seq.blocks[seq.published], seq.hashes[seq.published])
+                    seq.published += 1
+            if computed >= seq.prompt_tokens + seq.num_output:
                 seq.num_output += 1
                 if seq.first_token_at is None:
                     seq.first_token_at = end
-                emitted.append(seq)
+                emit(seq)
                 if seq.num_output >= seq.target_output:
                     finished.append(seq)
         self.counters.generated_tokens += len(emitted)

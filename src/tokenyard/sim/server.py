@@ -10,7 +10,7 @@ from aiohttp import web
 
 from tokenyard.sim.base import SimService, error_response, json_response
 from tokenyard.sim.direct import HIGH_WATER, DirectSSE
-from tokenyard.sim.engine import Engine, QueueFull, RequestHandle, RequestInvalid
+from tokenyard.sim.engine import REFUSED, Engine, QueueFull, RequestHandle, RequestInvalid
 from tokenyard.sim.faults import FaultConfig, FaultDecision
 from tokenyard.sim.metrics import render
 from tokenyard.sim.openai_io import DONE, BadRequest, ChunkWriter, Completion, full_response, parse_request
@@ -150,7 +150,7 @@ class LLMSim(SimService):
                 chunked = resp.headers.get("Transfer-Encoding", "") == "chunked"
                 direct = DirectSSE(engine, handle, chunks, transport, chunked, sent, limit)
                 handle.direct = direct
-                if not direct.push():  # tokens that arrived while this handler was writing
+                if direct.push() == REFUSED:  # tokens that arrived while this handler was writing
                     handle.direct = direct = None
         handle.direct = None
         tail = chunks.usage(handle.seq.prompt_tokens, sent) + DONE if req.include_usage else DONE
