@@ -72,14 +72,18 @@ def make_plan(spec: PlanSpec, horizon_only: bool = False) -> Plan:
     points = forecast_series(spec.forecast)
     if horizon_only:
         points = points[-1:]
-    months = []
+    months: list[MonthPlan] = []
     for point in points:
         models = {}
         for name, demand in demands.items():
             backend = backends[name]
-            peak = size_fleet(backend, demand, demand.request_rate(point.peak_actions_per_s), slos, spec.simulation)
+            # Last month's answers are good first guesses: they save simulations.
+            before = months[-1].models[name] if months else None
+            peak = size_fleet(backend, demand, demand.request_rate(point.peak_actions_per_s), slos, spec.simulation,
+                              hint=before.peak.replicas if before else None)
             surge = peak if spec.forecast.surge_multiplier == 1.0 else size_fleet(
-                backend, demand, demand.request_rate(point.surge_actions_per_s), slos, spec.simulation)
+                backend, demand, demand.request_rate(point.surge_actions_per_s), slos, spec.simulation,
+                hint=max(peak.replicas, before.surge.replicas if before else 0))
             models[name] = _model_month(name, demand, point, peak, surge, spec.prices.get(name, Price()))
         months.append(MonthPlan(point, models))
     return Plan(spec, backends, demands, months)
