@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,16 @@ from tokenyard.pipeline.event import Event
 from tokenyard.pipeline.spec import InferenceSpec
 from tokenyard.pipeline.transforms import PermanentError, TransientError
 from tokenyard.telemetry.metrics import GatewayMetrics
-from tokenyard.traffic.admission import AdmissionController, Lease
-from tokenyard.traffic.admission_setup import admission_ticket, rate_limiter_for, shed_tiers
-from tokenyard.traffic.admission_types import Rejected
+from tokenyard.traffic.admission import Lease
+from tokenyard.traffic.admission_setup import admission_ticket
+from tokenyard.traffic.admission_types import SHUTTING_DOWN, AdmissionTicket, Rejected
+from tokenyard.traffic.control import TrafficControl
 from tokenyard.traffic.ratelimit import RateTicket
-from tokenyard.traffic.router import Attempt, NoUpstream, Router
+from tokenyard.traffic.router import Attempt, NoUpstream, Router, RouteRequest, trace_config
 from tokenyard.upstream.client import UpstreamClient
 from tokenyard.upstream.pools import build_pools
+
+MAX_ADMISSION_WAIT_S = 5.0
 
 
 class _Delta(msgspec.Struct):
@@ -81,23 +85,26 @@ def gateway_config_for(spec: InferenceSpec, base_dir: Path) -> GatewayConfig:
 
 
 class InferenceStep:
+    """The traffic core as the gateway builds it (``TrafficControl`` + ``Router`` over ``build_pools``), driven
+    for one pipeline. Its gateway metrics stay on a private registry; the pipeline exports its own."""
+
     def __init__(self, spec: InferenceSpec, config: GatewayConfig) -> None:
         if spec.klass not in config.classes:
             raise ValueError(f"inference.class: unknown class {spec.klass!r}")
         self.spec = spec
         self.config = config
         self.cls = config.classes[spec.klass]
-        self.tier = shed_tiers(config.classes)[spec.klass]
-        self.client = UpstreamClient(config.timeouts)
-        self.pools = build_pools(config.models, GatewayMetrics())  # endpoint gauges stay private to the step
+        self.gateway_metrics = GatewayMetrics()
+        self.client = UpstreamClient(config.timeouts, [trace_config()])
+        self.pools = build_pools(config.models, self.gateway_metrics, config.routing)
         pool = self.pools.get(spec.model) or self.pools.get("*")
         if pool is None:
             raise ValueError(f"inference.model: no pool serves {spec.model!r}")
         self.pool = pool
-        self.admission = AdmissionController()
-        self.admission.set_endpoints(pool.name, [e.name for e in pool.endpoints])
-        self.limits = rate_limiter_for(config)
-        self.router = Router(self.client, max_attempts=max(1, min(2, config.retries.attempts)))
+        self.router = Router(self.client, self.pools, config, self.gateway_metrics)
+        self.traffic = TrafficControl(config, {name: [(e.name, e.url) for e in p.endpoints]
+                                               for name, p in self.pools.items()}, self.gateway_metrics)
+        self.tier = self.traffic.tiers[spec.klass]
         self.path = "/chat/completions" if spec.chat else "/completions"
         model = pool.config.upstream_model or spec.model
         self._base: dict[str, Any] = {"model": model, "stream": True, "stream_options": {"include_usage": True}}
@@ -108,9 +115,12 @@ class InferenceStep:
 
     async def start(self) -> None:
         await self.client.start()
+        await self.traffic.start(self.client.session)
+        await self.router.start()
 
     async def close(self) -> None:
-        await self.admission.close()
+        await self.router.close()
+        await self.traffic.close()
         await self.client.close()
 
     def new_progress(self) -> Progress:
@@ -128,50 +138,82 @@ class InferenceStep:
         """Generate the answer text; raises ``TransientError`` (retry later), ``PermanentError`` (never
         succeeds), ``ExpiredInFlight``; cancellation closes the upstream."""
         estimate = len(prompt) // 4 + 1
+        limiter = self.traffic.limiter
         rate = RateTicket(progress.request_id, "", event.tenant, self.spec.klass,
                           estimate + (self.spec.max_tokens or 0))
         while True:  # a pipeline waits out its rate limit instead of failing the event
-            decision = self.limits.check(rate)
+            decision = limiter.check(rate)
             if decision.allowed:
                 break
             await asyncio.sleep(min(5.0, float(decision.retry_after_s or 1)))
+        started = time.monotonic()
+        deadline = started + budget_ms / 1000.0 if budget_ms is not None else None
         try:
-            ticket = admission_ticket(request_id=progress.request_id, tenant=event.tenant, klass=self.spec.klass,
-                                      cls=self.cls, tier=self.tier, pool=self.pool.name, prompt_tokens=estimate,
-                                      max_tokens=self.spec.max_tokens, deadline_ms=budget_ms)
-            started = time.monotonic()
+            controller = self.traffic.admission
+            if controller is None:  # admission off in the config: straight to the router
+                return await self._generate(None, prompt, progress, started, deadline)
+            lease = await self._admit(ticket_for=lambda: admission_ticket(
+                request_id=progress.request_id, tenant=event.tenant, klass=self.spec.klass, cls=self.cls,
+                tier=self.tier, pool=self.pool.name, prompt_tokens=estimate, max_tokens=self.spec.max_tokens,
+                deadline_ms=None if deadline is None else (deadline - time.monotonic()) * 1000))
+            progress.queue_ms = lease.queue_wait_s * 1000
+            dispatched = time.monotonic()
             try:
-                lease = await self.admission.admit(ticket)
+                return await self._generate(lease, prompt, progress, dispatched, deadline)
+            finally:
+                if progress.prompt_tokens or progress.tokens:
+                    lease.settle(progress.prompt_tokens, progress.completion_tokens or progress.tokens)
+                lease.release()
+        finally:
+            limiter.reconcile(rate, progress.prompt_tokens + (progress.completion_tokens or progress.tokens))
+            limiter.release(rate)
+
+    async def _admit(self, ticket_for: Callable[[], AdmissionTicket]) -> Lease:
+        """Admission as the gateway does it; a pipeline event that is shed (429) or times out in the class queue
+        (503) waits ``Retry-After`` and asks again in place (backpressure, not a failed attempt) until its own
+        deadline passes."""
+        controller = self.traffic.admission
+        assert controller is not None
+        while True:
+            ticket = ticket_for()
+            if ticket.deadline_s is not None and ticket.deadline_s <= 0:
+                raise ExpiredInFlight("the event's deadline passed while waiting for admission")
+            try:
+                return await controller.admit(ticket)
             except Rejected as exc:
                 if exc.status == 504:
                     raise ExpiredInFlight(exc.message) from exc
-                raise TransientError(f"admission refused: {exc.message}") from exc
-            progress.queue_ms = (time.monotonic() - started) * 1000
-            async with lease:
-                return await self._generate(lease, prompt, progress, started)
-        finally:
-            self.limits.reconcile(rate, progress.prompt_tokens + progress.tokens)
-            self.limits.release(rate)
+                if exc.status not in (429, 503) or exc.reason == SHUTTING_DOWN:
+                    raise TransientError(f"admission refused: {exc.message}") from exc
+                wait = float(exc.retry_after_s or 1)
+                if ticket.deadline_s is not None:
+                    wait = min(wait, ticket.deadline_s)
+                await asyncio.sleep(min(wait, MAX_ADMISSION_WAIT_S))
 
-    async def _generate(self, lease: Lease, prompt: str, progress: Progress, started: float) -> str:
+    async def _generate(self, lease: Lease | None, prompt: str, progress: Progress, dispatched: float,
+                        deadline: float | None) -> str:
         headers = {"Content-Type": "application/json", "x-request-id": progress.request_id,
                    "x-tokenyard-class": self.spec.klass}
+        route = RouteRequest(klass=self.spec.klass, deadline=deadline, stream=True,
+                             tokens=len(prompt) // 4 + 1 + (self.spec.max_tokens or 0))
         try:
-            attempt: Attempt = await self.router.open(self.pool, self.path, self._body(prompt), headers)
+            attempt: Attempt = await self.router.open(self.pool, self.path, self._body(prompt), headers, route)
         except NoUpstream as exc:
-            lease.record_overload()
             raise TransientError(exc.message) from exc
         response = attempt.response
-        lease.bind_endpoint(attempt.endpoint.name)
         progress.backend = attempt.endpoint.name
+        if lease is not None:
+            lease.bind_endpoint(attempt.endpoint.name)
+        outcome = "completed"
+        first_at: float | None = None
         try:
             if response.status != 200:
                 text = (await response.read())[:300].decode(errors="replace")
                 if response.status == 429 or response.status >= 500:
-                    lease.record_overload()
+                    if lease is not None:
+                        lease.record_overload()
                     raise TransientError(f"upstream answered {response.status}: {text}")
                 raise PermanentError(f"upstream answered {response.status}: {text}")
-            first = True
             async for line in response.content:
                 if not line.startswith(b"data: {"):
                     continue
@@ -181,19 +223,24 @@ class InferenceStep:
                     if piece:
                         progress.parts.append(piece)
                         progress.tokens += 1
-                        if first:
-                            first = False
-                            lease.record_ttft(time.monotonic() - started)
+                        if first_at is None:
+                            first_at = time.monotonic()
+                            if lease is not None:
+                                lease.record_ttft(first_at - dispatched)
                 if chunk.usage is not None:
                     progress.prompt_tokens = chunk.usage.prompt_tokens
                     progress.completion_tokens = chunk.usage.completion_tokens
             return "".join(progress.parts)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, msgspec.DecodeError) as exc:
+            outcome = "upstream_interrupted"
             response.close()
             raise TransientError(f"upstream {attempt.endpoint.name} failed mid-stream: {exc}") from exc
+        except (TransientError, PermanentError):
+            raise
         except BaseException:
+            outcome = "client_aborted"
             response.close()  # cancelled (abort, deadline, superseded): close the connection, no zombie
             raise
         finally:
             response.release()
-            attempt.finish()
+            attempt.finish(outcome, first_at)
