@@ -198,7 +198,7 @@ class Engine:
                 ready = sched.next_ready_at()
                 await self._sleep_until_work(None if ready is None else max(0.0, ready - loop.time()))
                 idle = True
-                self._deliver(result, loop.time())
+                self._push(result, self._deliver(result, loop.time()), loop.time())
                 continue
             idle = False
             last_duration = result.duration_s
@@ -209,16 +209,26 @@ class Engine:
             self.steps_timed += 1
             delay = deadline - loop.time()
             await asyncio.sleep(delay if delay > 0 else 0)
-            self._deliver(result, deadline)
+            direct_handles = self._deliver(result, deadline)
+            if direct_handles and len(direct_handles) < len(result.emitted):
+                await asyncio.sleep(0)  # let the handlers woken in phase 1 write first
+            self._push(result, direct_handles, deadline)
 
     async def _sleep_until_work(self, timeout: float | None) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _deliver(self, result: StepResult, now: float) -> None:
+    def _deliver(self, result: StepResult, now: float) -> list[RequestHandle]:
+        """Phase 1 of delivery: record times, wake handlers that write themselves (first tokens, slow path).
+
+        Returns the streams whose tokens the engine writes itself (phase 2, ``_push``). The loop yields between
+        the phases so the few handlers woken here (a first token, a new request to accept) are not queued behind
+        thousands of socket writes: that wait would land on TTFT.
+        """
         hist = self.hist
         ttft, itl = hist.ttft, hist.itl
+        direct_handles: list[RequestHandle] = []
         for seq in result.emitted:
             # Hot loop (every streaming sequence, every step).
             last = seq.last_token_at
@@ -229,18 +239,27 @@ class Engine:
             seq.last_token_at = now
             handle: RequestHandle = seq.sink
             handle.available = seq.num_output
+            if handle.direct is None:
+                handle.notify()
+            else:
+                direct_handles.append(handle)
+        return direct_handles
+
+    def _push(self, result: StepResult, direct_handles: list[RequestHandle], now: float) -> None:
+        """Phase 2: write the direct streams' tokens, then report finished and aborted sequences."""
+        for handle in direct_handles:
             direct = handle.direct
             if direct is None:
                 handle.notify()
-            else:
-                outcome = direct.push()
-                if outcome == SENT:
-                    continue
-                if outcome == REFUSED:
-                    handle.direct = None  # the handler takes over, with flow control
-                handle.notify()
+                continue
+            outcome = direct.push()
+            if outcome == SENT:
+                continue
+            if outcome == REFUSED:
+                handle.direct = None  # the handler takes over, with flow control
+            handle.notify()
         for seq in result.finished:
-            hist.e2e.observe(now - seq.arrival)
+            self.hist.e2e.observe(now - seq.arrival)
             handle = seq.sink
             handle.finished = True
             handle.notify()
