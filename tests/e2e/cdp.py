@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import re
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ class Page:
 
 
 @contextlib.asynccontextmanager
-async def headless_page(chromium: str, url: str, profile_dir: Path):  # type: ignore[no-untyped-def]
+async def headless_page(chromium: str, url: str, profile_dir: Path) -> AsyncIterator[Page]:
     """Start headless Chromium on ``url`` (flags safe as root, no network beyond loopback) and yield its Page."""
     proc = await asyncio.create_subprocess_exec(
         chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
