@@ -19,6 +19,7 @@ from tokenyard.dashboard import add_dashboard_routes
 from tokenyard.gateway.admin import add_admin_routes
 from tokenyard.gateway.admin_traffic import add_traffic_admin_routes
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
+from tokenyard.gateway.eastwest import add_eastwest_routes
 from tokenyard.gateway.services import Gateway
 
 GATEWAY_KEY = web.AppKey("tokenyard_gateway", Gateway)
@@ -63,6 +64,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     add_admin_routes(app, gw)
+    add_eastwest_routes(app, gw)
     add_traffic_admin_routes(app, gw)
     add_dashboard_routes(app, gw.metrics.registry)
 

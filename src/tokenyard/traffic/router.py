@@ -46,6 +46,7 @@ from tokenyard.upstream.pools import Endpoint, Pool
 from tokenyard.upstream.scrape import LoadScraper, ScrapeConfig, metrics_url
 
 GAUGE_INTERVAL_S = 0.5
+EASTWEST_KINDS = frozenset(("retrieval", "tool"))
 
 
 class NoUpstream(Exception):
@@ -138,6 +139,10 @@ class Router:
         self.max_attempts = config.retries.attempts
         self.engine = RetryEngine(RetryBudget(ratio=config.retries.budget_ratio,
                                               min_retries=config.routing.retry_min_concurrent), rng)
+        # The east-west tier (retrieval, tools) has its own budget: an index outage cannot use up the retries
+        # of the model tier, and the reverse.
+        self.eastwest_engine = RetryEngine(RetryBudget(ratio=config.retries.budget_ratio,
+                                                       min_retries=config.routing.retry_min_concurrent), rng)
         self.tables = _route_tables(config)
         self.hedge_losers = 0
         self._phase_hist = metrics.upstream_phase
@@ -254,7 +259,8 @@ class Router:
         policy = self.policy_for(req.klass)
         keep: list[Attempt] = []  # answered attempts not yet handed out (hedge race, kept failure status)
         winner: Attempt | None = None
-        with self.engine.begin(self.chain(first), policy) as retries:
+        engine = self.eastwest_engine if first.config.kind in EASTWEST_KINDS else self.engine
+        with engine.begin(self.chain(first), policy) as retries:
             try:
                 if policy.hedge_delay_s is not None:
                     winner = await self._hedged(retries, pool, path, body, headers, req, keep)

@@ -1,0 +1,134 @@
+"""East-west hops through the gateway: retrieval failover independent of the model tier, tools, deadline
+propagation and workflow durations."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from tests.integration.routing.helpers import chat, metric, post, routing_config
+from tokenyard.gateway.app import running_gateway
+from tokenyard.sim.services import RetrievalSim, ServiceParams
+from tokenyard.sim.testing import running_sim
+
+
+@contextlib.asynccontextmanager
+async def retrieval_sim(seed: int) -> AsyncIterator[RetrievalSim]:
+    sim = RetrievalSim(ServiceParams(seed=seed, base_ms=2.0, per_item_ms=0.1))
+    await sim.start("127.0.0.1", 0)
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+@contextlib.asynccontextmanager
+async def echo_tool(seen: list[dict[str, str]]) -> AsyncIterator[str]:
+    """A tool service that records the headers it got (to see the propagated deadline)."""
+
+    async def call(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response({"tool": request.match_info["name"], "result": {"ok": True}})
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/v1/tools/{name}", call)
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def set_faults(session: aiohttp.ClientSession, base_url: str, **fields: Any) -> None:
+    async with session.post(base_url + "/sim/faults", json=fields) as resp:
+        assert resp.status == 200
+
+
+async def test_retrieval_and_model_tiers_fail_over_independently() -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        llm = await stack.enter_async_context(running_sim("fast", seed=1))
+        primary = await stack.enter_async_context(retrieval_sim(1))
+        backup = await stack.enter_async_context(retrieval_sim(2))
+        config = routing_config(
+            {"chat": {"endpoints": [{"url": llm.base_url + "/v1", "name": "llm"}], "upstream_model": llm.model},
+             "docs": {"kind": "retrieval", "endpoints": [{"url": primary.base_url + "/v1", "name": "docs-a"}],
+                      "fallback": ["docs-backup"]},
+             "docs-backup": {"kind": "retrieval", "endpoints": [{"url": backup.base_url + "/v1", "name": "docs-b"}]}},
+            routing={"eastwest": {"retrieval_pool": "docs"}},
+        )
+        gw = await stack.enter_async_context(running_gateway(config))
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        query = {"query": "how do I reset my password", "top_k": 3}
+
+        async def retrieve() -> tuple[int, dict[str, Any], dict[str, str]]:
+            async with session.post(gw.base_url + "/v1/retrieve", json=query) as resp:
+                return resp.status, await resp.json(), dict(resp.headers)
+
+        status, answer, headers = await retrieve()
+        assert status == 200 and len(answer["documents"]) == 3 and headers["x-tokenyard-retrieval"] == "hit"
+        assert headers["x-tokenyard-backend"] == "docs-a"
+
+        # Retrieval outage: the fallback index answers; the model tier is untouched.
+        await set_faults(session, primary.base_url, error_rate=1.0, error_status=503)
+        for _ in range(3):
+            status, answer, headers = await retrieve()
+            assert status == 200 and headers["x-tokenyard-retrieval"] == "fallback" and answer["documents"]
+            assert (await post(session, gw, chat("chat")))[0] == 200
+        # Both indexes down: answer without retrieval, flagged and counted.
+        await set_faults(session, backup.base_url, error_rate=1.0, error_status=500)
+        status, answer, headers = await retrieve()
+        assert status == 200 and headers["x-tokenyard-retrieval"] == "skipped" and answer["documents"] == []
+        assert (await post(session, gw, chat("chat")))[0] == 200
+        assert metric(gw, "tokenyard_retrieval_requests_total", {"outcome": "fallback"}) == 4
+        assert metric(gw, "tokenyard_retrieval_requests_total", {"outcome": "hit"}) == 1
+        assert (await llm.stats())["completed_requests"] == 4
+
+        # The reverse: the model tier fails, retrieval is untouched.
+        await set_faults(session, primary.base_url, clear=True)
+        await set_faults(session, backup.base_url, clear=True)
+        await llm.set_faults(error_rate=1.0, error_status=503)
+        assert (await post(session, gw, chat("chat")))[0] >= 500
+        for _ in range(3):
+            status, answer, headers = await retrieve()
+            assert status == 200 and headers["x-tokenyard-retrieval"] in ("hit", "fallback")
+        assert headers["x-tokenyard-retrieval"] == "hit"  # the primary index is back in rotation
+
+
+async def test_tool_hop_gets_the_remaining_deadline_and_workflows_are_timed() -> None:
+    seen: list[dict[str, str]] = []
+    async with contextlib.AsyncExitStack() as stack:
+        tool_url = await stack.enter_async_context(echo_tool(seen))
+        llm = await stack.enter_async_context(running_sim("fast", seed=1))
+        config = routing_config(
+            {"chat": {"endpoints": [{"url": llm.base_url + "/v1"}], "upstream_model": llm.model},
+             "tools": {"kind": "tool", "endpoints": [{"url": tool_url, "name": "tools"}]}},
+        )
+        gw = await stack.enter_async_context(running_gateway(config))
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        flow = {"x-tokenyard-workflow-id": "wf-1", "x-tokenyard-workflow-name": "agent"}
+        async with session.post(gw.base_url + "/v1/tools/lookup", json={"id": 7},
+                                headers={**flow, "x-tokenyard-deadline-ms": "5000"}) as resp:
+            assert resp.status == 200 and (await resp.json())["tool"] == "lookup"
+        remaining = int(seen[0]["x-tokenyard-deadline-ms"])
+        assert 0 < remaining <= 5000
+        assert seen[0]["x-tokenyard-workflow-id"] == "wf-1"
+        status, _, _ = await post(session, gw, chat("chat"), {**flow, "x-tokenyard-workflow-end": "true"})
+        assert status == 200
+        assert metric(gw, "tokenyard_workflow_duration_seconds_count", {"workflow": "agent"}) == 1
+        # Bad input is a 4xx in OpenAI's format; an unknown tool pool is 404 only when none is configured.
+        async with session.post(gw.base_url + "/v1/tools/lookup", data=b"[1, 2]",
+                                headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 400 and "error" in await resp.json()
+        async with session.post(gw.base_url + "/v1/retrieve", json={"query": "x"}) as resp:
+            assert resp.status == 404 and "error" in await resp.json()
