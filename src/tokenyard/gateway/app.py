@@ -19,8 +19,9 @@ from tokenyard.dashboard import add_dashboard_routes
 from tokenyard.gateway.admin import add_admin_routes
 from tokenyard.gateway.admin_traffic import add_traffic_admin_routes
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
-from tokenyard.gateway.eastwest import add_eastwest_routes
 from tokenyard.gateway.services import Gateway
+from tokenyard.gateway.tls import listener_scheme, listener_ssl_context, start_admin_listener
+from tokenyard.security.http_guard import install_guard
 
 GATEWAY_KEY = web.AppKey("tokenyard_gateway", Gateway)
 _JSON = "application/json"
@@ -33,6 +34,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     # backstop one byte above it).
     app = web.Application(client_max_size=config.limits.max_body_bytes + 1)
     app[GATEWAY_KEY] = gw
+    install_guard(app, gw)  # header/path limits, auth of non-chain /v1 routes, admin audit, /openapi.json
     chain = gw.chain
 
     def operation(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -64,7 +66,6 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     add_admin_routes(app, gw)
-    add_eastwest_routes(app, gw)
     add_traffic_admin_routes(app, gw)
     add_dashboard_routes(app, gw.metrics.registry)
 
@@ -87,7 +88,8 @@ class RunningGateway:
         self.gateway: Gateway = runner.app[GATEWAY_KEY]
         self.port: int = runner.addresses[0][1]
         self.host = host
-        self.base_url = f"http://{host}:{self.port}"
+        self.base_url = f"{listener_scheme(self.gateway.config.listen)}://{host}:{self.port}"
+        self.admin_url: str | None = None  # set when the admin API has its own listener
 
 
 async def start_gateway(config: GatewayConfig, host: str | None = None, port: int | None = None) -> RunningGateway:
@@ -96,13 +98,17 @@ async def start_gateway(config: GatewayConfig, host: str | None = None, port: in
     port = port if port is not None else config.listen.port
     runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096)
+    site = web.TCPSite(runner, host, port, backlog=4096, ssl_context=listener_ssl_context(config.listen))
     try:
         await site.start()
+        admin = await start_admin_listener(runner, config)
     except BaseException:
         await runner.cleanup()
         raise
-    return RunningGateway(runner, site, host)
+    running = RunningGateway(runner, site, host)
+    if admin is not None:
+        running.admin_url, running.gateway.security.admin_port = admin
+    return running
 
 
 async def stop_gateway(running: RunningGateway) -> None:

@@ -2,6 +2,7 @@
 
 - Service identities (JWT, mTLS) are default-deny: the east-west policy must grant the model (403 otherwise,
   naming the identity and the model). API keys are scoped by their own ``models`` (the model stage).
+- The model's context window (``models.NAME.max_context_tokens``): a request that certainly cannot fit is 400.
 - Token budgets of the key and its tenant, per UTC day and month: a caller whose budget is spent gets 429 with
   a message saying which budget; a request that goes on is charged its real usage once it ends.
 """
@@ -18,6 +19,8 @@ from aiohttp import web
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.schema import RequestInvalid
+from tokenyard.schema.context import check_context_window
 from tokenyard.security.service import PRINCIPAL
 from tokenyard.state import StateUnavailable
 from tokenyard.state.periods import period_end
@@ -48,6 +51,11 @@ def policy_stage(gw: Gateway) -> Stage:
                 raise GatewayError(403, f"identity {principal.identity.subject} may not call model "
                                    f"{ctx.parsed.model!r} (east-west policy: default deny)",
                                    "model_not_allowed", param="model")
+        if ctx.parsed is not None and ctx.pool is not None:
+            try:
+                check_context_window(ctx.parsed, ctx.pool.config.max_context_tokens)
+            except RequestInvalid as exc:
+                raise GatewayError(exc.status, exc.message, exc.code, param=exc.param) from exc
         budgets = security.budgets_of(ctx.key)
         guard = security.budgets
         if not budgets or guard is None:

@@ -1,0 +1,166 @@
+"""Each policy decision on a real gateway over a simulator: missing, wrong, revoked and expired credentials,
+a key allowed model A calling model B, JWT identities under the default-deny east-west policy, token budgets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.integration.security_gateway.helpers import Issuer, chat, gateway_config, post
+from tokenyard.gateway.app import running_gateway
+from tokenyard.security.keystore import SqliteKeyStore
+from tokenyard.sim.testing import running_sim
+
+KEYS = {
+    "tenants": {"acme": {"class": "standard"}},
+    "keys": [{"key": "sk-only-a", "tenant": "acme", "models": ["model-a"]}],
+}
+
+
+async def test_config_key_decisions(tmp_path: Path) -> None:
+    async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **KEYS)) as gw, \
+            aiohttp.ClientSession() as session:
+        status, body = await post(session, gw.base_url, chat("model-a"))
+        assert (status, body["error"]["code"]) == (401, "missing_api_key")
+        status, body = await post(session, gw.base_url, chat("model-a"), token="sk-wrong")
+        assert (status, body["error"]["code"]) == (401, "invalid_api_key")
+        async with session.post(gw.base_url + "/v1/chat/completions", json=chat("model-a"),
+                                headers={"Authorization": "Basic c2stb25seS1hOg=="}) as resp:
+            assert resp.status == 401
+        status, body = await post(session, gw.base_url, chat("model-a"), token="sk-only-a")
+        assert status == 200, body
+        status, body = await post(session, gw.base_url, chat("model-b"), token="sk-only-a")
+        assert (status, body["error"]["code"]) == (403, "model_not_allowed")
+        assert "model-b" in body["error"]["message"]
+        async with session.get(gw.base_url + "/v1/models") as resp:
+            assert resp.status == 401
+        async with session.get(gw.base_url + "/v1/models", headers={"Authorization": "Bearer sk-only-a"}) as resp:
+            assert resp.status == 200
+    audit = (tmp_path / "audit.log").read_text()
+    assert audit.count('"event":"auth_failure"') >= 3 and "sk-wrong" not in audit
+
+
+def _second(tmp_path: Path) -> Path:
+    """A directory for the second gateway's logs."""
+    path = tmp_path / "two"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+async def _until_refused(session: aiohttp.ClientSession, url: str, token: str, deadline: float) -> float:
+    while time.monotonic() < deadline:
+        status, body = await post(session, url, chat("model-a"), token=token)
+        if status == 401:
+            assert body["error"]["code"] == "revoked_api_key"
+            return time.monotonic()
+        assert status == 200, body
+        await asyncio.sleep(0.02)
+    raise AssertionError("the revoked key was still accepted")
+
+
+async def test_key_store_revocation_reaches_a_second_gateway_within_a_second(tmp_path: Path) -> None:
+    store_path = tmp_path / "keys.db"
+    store = SqliteKeyStore(store_path)
+    plaintext, record = store.create("acme", name="worker", models=["model-a"])
+    expiring, _ = store.create("acme", name="brief", expires_in_s=0.3)
+    sections = {**KEYS, "key_store": {"path": str(store_path)}}
+    async with running_sim("fast") as sim, \
+            running_gateway(gateway_config(sim, tmp_path, **sections)) as one, \
+            running_gateway(gateway_config(sim, _second(tmp_path), **sections)) as two, \
+            aiohttp.ClientSession() as session:
+        for gw in (one, two):
+            status, body = await post(session, gw.base_url, chat("model-a"), token=plaintext)
+            assert status == 200, body
+            status, body = await post(session, gw.base_url, chat("model-b"), token=plaintext)
+            assert (status, body["error"]["code"]) == (403, "model_not_allowed")
+        await asyncio.sleep(0.35)
+        status, body = await post(session, one.base_url, chat("model-a"), token=expiring)
+        assert (status, body["error"]["code"]) == (401, "expired_api_key")
+        revoked_at = time.monotonic()
+        await asyncio.to_thread(store.revoke, record.key_id)
+        seen = [await _until_refused(session, gw.base_url, plaintext, revoked_at + 5.0) for gw in (one, two)]
+        assert max(seen) - revoked_at < 1.0, [s - revoked_at for s in seen]
+
+
+async def test_revocation_broadcast_over_redis(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+    store_path = tmp_path / "keys.db"
+    store = SqliteKeyStore(store_path)
+    plaintext, record = store.create("acme", name="worker")
+    # Polling is slowed to a minute: only the broadcast can make the revocation visible quickly.
+    sections = {**KEYS, "state": redis_server.url, "key_store": {"path": str(store_path), "poll_ms": 60_000}}
+    async with running_sim("fast") as sim, \
+            running_gateway(gateway_config(sim, tmp_path, **sections)) as one, \
+            running_gateway(gateway_config(sim, _second(tmp_path), **sections)) as two, \
+            aiohttp.ClientSession() as session:
+        for gw in (one, two):
+            assert (await post(session, gw.base_url, chat("model-a"), token=plaintext))[0] == 200
+        await asyncio.sleep(0.2)  # both subscriptions are live
+        revoked_at = time.monotonic()
+        await asyncio.to_thread(store.revoke, record.key_id)
+        await one.gateway.security.announce_key_change()
+        seen = [await _until_refused(session, gw.base_url, plaintext, revoked_at + 5.0) for gw in (one, two)]
+        assert max(seen) - revoked_at < 1.0
+
+
+async def test_jwt_identities_and_the_east_west_policy(tmp_path: Path) -> None:
+    issuer = Issuer(tmp_path)
+    rag = "spiffe://prod/ns/rag/sa/worker"
+    sections = {
+        **KEYS,
+        "jwt": issuer.section(),
+        "eastwest": {"rules": [{"name": "rag", "identities": ["spiffe://prod/ns/rag/*"], "models": ["model-a"],
+                                "tools": ["search"], "routes": ["/v1/retrieve"]}]},
+    }
+    async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
+            aiohttp.ClientSession() as session:
+        url = gw.base_url
+        assert (await post(session, url, chat("model-a"), token=issuer.token(rag)))[0] == 200
+        status, body = await post(session, url, chat("model-b"), token=issuer.token(rag))
+        assert status == 403 and rag in body["error"]["message"] and "model-b" in body["error"]["message"]
+        stranger = issuer.token("spiffe://prod/ns/billing/sa/api")
+        status, body = await post(session, url, chat("model-a"), token=stranger)
+        assert (status, body["error"]["code"]) == (403, "model_not_allowed")
+        status, body = await post(session, url, chat("model-a"), token=issuer.token(rag, exp=int(time.time()) - 60))
+        assert (status, body["error"]["code"]) == (401, "expired_token")
+        status, body = await post(session, url, chat("model-a"), token=issuer.token(rag, aud="elsewhere"))
+        assert (status, body["error"]["code"]) == (401, "invalid_token")
+        forged = Issuer(_second(tmp_path)).token(rag)  # right claims, signed by a key the JWKS does not hold
+        assert (await post(session, url, chat("model-a"), token=forged))[0] == 401
+        # Tools and routes: the policy decides before any route handler runs.
+        status, body = await post(session, url, {"arguments": {}}, token=issuer.token(rag),
+                                  path="/v1/tools/delete_everything")
+        assert (status, body["error"]["code"]) == (403, "tool_not_allowed")
+        assert "delete_everything" in body["error"]["message"]
+        status, _ = await post(session, url, {"arguments": {}}, token=issuer.token(rag), path="/v1/tools/search")
+        assert status != 403
+        status, body = await post(session, url, {"query": "q"}, token=stranger, path="/v1/retrieve")
+        assert (status, body["error"]["code"]) == (403, "route_not_allowed")
+        status, _ = await post(session, url, {"query": "q"}, token=None, path="/v1/tools/search")
+        assert status == 401
+
+
+async def test_token_budgets_stop_a_key_and_a_tenant(tmp_path: Path) -> None:
+    store_path = tmp_path / "keys.db"
+    store = SqliteKeyStore(store_path)
+    capped, _ = store.create("acme", name="capped", daily_token_budget=40)
+    sections = {
+        "tenants": {"acme": {"class": "standard"}, "thrifty": {"class": "standard", "tokens_per_month": 60}},
+        "keys": [{"key": "sk-thrifty", "tenant": "thrifty"}],
+        "key_store": {"path": str(store_path)},
+    }
+    async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
+            aiohttp.ClientSession() as session:
+        for token, scope in ((capped, "key 'capped'"), ("sk-thrifty", "tenant 'thrifty'")):
+            answered = 0
+            for _ in range(20):
+                status, body = await post(session, gw.base_url, chat("model-a", max_tokens=8), token=token)
+                if status == 429:
+                    break
+                assert status == 200, body
+                answered += 1
+            assert 1 <= answered < 20
+            assert body["error"]["code"] == "budget_exhausted"
+            assert scope in body["error"]["message"] and "token budget exhausted" in body["error"]["message"]
