@@ -27,7 +27,8 @@ class SemanticCacheConfig(Section, frozen=True, kw_only=True):
 class CacheConfig(Section, frozen=True, kw_only=True):
     """Response cache for deterministic requests (temperature 0, a seed, or ``x-tokenyard-cache: on``).
 
-    Off by default (answers are replayed, not regenerated: opt in per deployment). ``store`` is ``memory`` (this process) or ``shared`` (the ``state:`` backend, so replicas share entries).
+    Off by default (answers are replayed, not regenerated: opt in per deployment). ``store`` is ``memory``
+    (this process) or ``shared`` (the ``state:`` backend, so replicas share entries).
     """
 
     enabled: bool = False

@@ -47,6 +47,11 @@ def add_admin_routes(app: web.Application, gw: Gateway) -> None:
             return denied
         request_id = request.match_info["request_id"]
         ctx = gw.inflight.get(request_id)
+        if ctx is None and gw.scaleout.aborts is not None:  # another replica may run it: ask them all
+            remote = await gw.scaleout.aborts.abort(request_id)
+            if remote is not None:
+                return web.Response(body=msgspec.json.encode({"id": request_id, "aborted": remote}),
+                                    content_type="application/json")
         if ctx is None:
             return error_response(404, f"no request {request_id!r} is in flight", "request_not_found")
         aborted = ctx.cancel("admin", monotonic())

@@ -15,6 +15,7 @@ from time import monotonic
 import aiohttp
 from aiohttp import web
 
+from tokenyard.cache.coalesce import STREAM_TAP
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.sse import DONE_PREFIX, SseFramer, find_usage, has_content
@@ -98,6 +99,7 @@ async def relay_stream(ctx: RequestContext, upstream: aiohttp.ClientResponse, se
     ctx.status = 200
     await resp.prepare(ctx.request)
     framer = SseFramer()
+    tap = ctx.request.get(STREAM_TAP)
     done = False
     content_events = 0
     usage = None
@@ -116,6 +118,8 @@ async def relay_stream(ctx: RequestContext, upstream: aiohttp.ClientResponse, se
                     elif usage is None:
                         usage = find_usage(event)
                 await resp.write(out)
+                if tap is not None:
+                    tap.write(out)  # the cache and coalesced followers get the same bytes
                 if tokens_here:
                     now = monotonic()
                     if content_events == 0:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from tokenyard.cache.service import ResponseCache
 from tokenyard.config import PASS_THROUGH_MODEL, GatewayConfig
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.stages.chain import Next, build_chain
@@ -13,6 +14,7 @@ from tokenyard.security.service import SecurityService
 from tokenyard.telemetry.access_log import AccessLog
 from tokenyard.telemetry.metrics import GatewayMetrics
 from tokenyard.traffic.control import TrafficControl
+from tokenyard.traffic.distributed import ScaleOut
 from tokenyard.traffic.router import Router, trace_config
 from tokenyard.upstream.client import UpstreamClient
 from tokenyard.upstream.pools import Pool, build_pools
@@ -35,6 +37,9 @@ class Gateway:
         self.traffic = TrafficControl(config, {name: [(e.name, e.url) for e in pool.endpoints]
                                                for name, pool in self.pools.items()}, self.metrics)
         self.security = SecurityService(config)
+        self.scaleout = ScaleOut(config, self.traffic, self.inflight.get,  # shared state: limits across replicas
+                                 {name: len(pool.endpoints) for name, pool in self.pools.items()})
+        self.cache = ResponseCache(config.cache, self.scaleout.state, self.metrics) if config.cache.enabled else None
         self.chain: Next = build_chain(self)
         self._prober: asyncio.Task[None] | None = None
 
@@ -44,6 +49,7 @@ class Gateway:
         await self.client.start()
         await self.discover_models()
         await self.traffic.start(self.client.session)
+        await self.scaleout.start()
         await self.router.start()
         self._prober = asyncio.create_task(self._probe_forever(), name="tokenyard-health-prober")
 
@@ -55,6 +61,7 @@ class Gateway:
             self._prober = None
         await self.router.close()
         await self.traffic.close()
+        await self.scaleout.close()
         await self.client.close()
         await self.security.close()
         if self.access_log is not None:

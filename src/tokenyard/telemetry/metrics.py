@@ -87,6 +87,8 @@ class GatewayMetrics:
                                       ("backend",), registry=r)
         self.cache_requests = Counter("tokenyard_cache_requests", "Cache lookups by kind and result.",
                                       ("kind", "result"), registry=r)
+        self.cache_tokens_saved = Counter("tokenyard_cache_tokens_saved", "Tokens served from the cache, by kind.",
+                                          ("kind",), registry=r)
         self.upstream_phase = Histogram("tokenyard_upstream_phase_seconds",
                                         "Each request's time by phase (queue, connect, network, upstream_queue, "
                                         "prefill, decode, upstream) per backend.", ("backend", "phase"),

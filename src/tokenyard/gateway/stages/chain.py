@@ -43,8 +43,10 @@ def build_stages(gw: Gateway) -> list[Stage]:
     """The stage order of ARCHITECTURE.md; error handling, request id and access log are outermost."""
     from tokenyard.gateway.stages.admission import admission_stage
     from tokenyard.gateway.stages.auth import auth_stage
+    from tokenyard.gateway.stages.cache import cache_stage
     from tokenyard.gateway.stages.classify import classify_stage
     from tokenyard.gateway.stages.degrade import degrade_stage
+    from tokenyard.gateway.stages.distributed import endpoint_budget_stage, global_limit_stage
     from tokenyard.gateway.stages.model import model_stage
     from tokenyard.gateway.stages.observe import observe_stage
     from tokenyard.gateway.stages.policy import policy_stage
@@ -59,9 +61,11 @@ def build_stages(gw: Gateway) -> list[Stage]:
         model_stage(gw),
         policy_stage(gw),  # east-west policy for service identities; token budgets (denial of wallet)
         ratelimit_stage(gw),  # per key / tenant / class; x-ratelimit-* headers
-        # the cache lookup stage goes here
+        global_limit_stage(gw),  # the same limits across replicas (state: redis://); passes with memory
+        cache_stage(gw),  # exact / semantic cache, coalescing, embedding micro-batching
         degrade_stage(gw),  # the degradation ladder's actions on the body
         admission_stage(gw),  # class queues, fair share, adaptive limits, deadlines
+        endpoint_budget_stage(gw),  # backend budget shared by all replicas (scaleout.endpoint_budget)
     ]
 
 

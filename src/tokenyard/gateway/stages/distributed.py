@@ -1,0 +1,86 @@
+"""Stages for limits shared by all replicas (``traffic.distributed``); both pass through with ``state: memory``.
+
+``global_limit_stage`` (beside the local rate limit): the key/tenant/class rpm, tpm and concurrency limits in
+Redis; a refusal is 429 ``rate_limited`` with ``Retry-After`` and OpenAI's ``x-ratelimit-*`` headers; Redis down
+and ``scaleout.fail_open: false`` is 503. ``endpoint_budget_stage`` (innermost, after admission): waits for one
+of the backend's shared budget slots; none in time is 503 ``budget_exhausted``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from tokenyard.gateway.context import RequestContext
+from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.gateway.stages.ratelimit import estimated_tokens
+from tokenyard.traffic.distributed import STATE_DOWN, BudgetExhausted
+from tokenyard.traffic.ratelimit import RateTicket
+
+if TYPE_CHECKING:
+    from tokenyard.gateway.services import Gateway
+
+
+async def _pass(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+    return await call_next(ctx)
+
+
+def global_limit_stage(gw: Gateway) -> Stage:
+    scaleout = gw.scaleout
+    limiter = scaleout.limiter
+    if limiter is None:
+        return _pass
+
+    async def global_limit(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+        ticket = RateTicket(ctx.request_id, ctx.key.name if ctx.key is not None else "", ctx.tenant, ctx.klass,
+                            estimated_tokens(ctx))
+        holder = scaleout.holder(ctx)
+        decision = await limiter.check(ticket, holder)
+        ctx.response_headers.update({k: v for k, v in decision.headers.items() if k != "retry-after"})
+        if not decision.allowed:
+            ctx.abort_reason = decision.reason
+            retry = {"Retry-After": str(decision.retry_after_s or 1)}
+            if decision.reason == STATE_DOWN:
+                raise GatewayError(503, "rate limits are unavailable (shared state down)", STATE_DOWN,
+                                   outcome="error", headers=retry)
+            raise GatewayError(429, f"rate limit reached for {decision.scope}: {decision.reason}", decision.reason,
+                               outcome="rate_limited", headers=retry)
+        try:
+            return await call_next(ctx)
+        finally:
+            if not ctx.backend:
+                used = 0
+            elif ctx.prompt_tokens:
+                used = ctx.prompt_tokens + ctx.completion_tokens
+            else:
+                used = (ctx.parsed.prompt_tokens_estimate if ctx.parsed else 0) + ctx.completion_tokens
+            await limiter.settle(ticket, holder, used)
+
+    return global_limit
+
+
+def endpoint_budget_stage(gw: Gateway) -> Stage:
+    scaleout = gw.scaleout
+    budget = scaleout.budget
+    if budget is None:
+        return _pass
+
+    async def endpoint_budget(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+        assert ctx.pool is not None
+        holder = scaleout.holder(ctx)
+        pool = ctx.pool.name
+        try:
+            held = await budget.acquire(pool, holder, ctx.deadline)
+        except BudgetExhausted as exc:
+            ctx.abort_reason = str(exc)
+            raise GatewayError(503, f"no capacity: the shared budget of {pool} is in use ({exc})", str(exc),
+                               outcome="shed", headers={"Retry-After": "1"}) from None
+        try:
+            return await call_next(ctx)
+        finally:
+            if held:
+                await budget.release(pool, holder)
+
+    return endpoint_budget

@@ -1,0 +1,160 @@
+"""Exact cache, streams replayed as SSE, tenant isolation, coalescing and embedding batching, on real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from tests.integration.gateway.helpers import gateway_for, metric_value
+from tokenyard.sim.testing import running_sim
+
+CACHE = {"cache": {"enabled": True, "store": "memory"}}
+TENANTS = {
+    "keys": [{"key": "sk-a", "tenant": "a"}, {"key": "sk-b", "tenant": "b"}],
+    "tenants": {"a": {}, "b": {}},
+}
+
+
+def body(text: str, stream: bool = False, temperature: float = 0.0) -> dict[str, Any]:
+    return {"model": "sim-fast", "messages": [{"role": "user", "content": text}], "max_tokens": 8,
+            "temperature": temperature, "stream": stream}
+
+
+async def post(session: aiohttp.ClientSession, url: str, payload: dict[str, Any],
+               headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:
+    async with session.post(url + "/v1/chat/completions", json=payload, headers=headers) as resp:
+        return resp.status, await resp.read(), resp.headers.get("x-tokenyard-cache", "")
+
+
+async def test_a_deterministic_answer_is_served_from_the_cache() -> None:
+    async with running_sim("fast", seed=1) as sim, gateway_for([sim], **CACHE) as gw, \
+            aiohttp.ClientSession() as session:
+        first = await post(session, gw.base_url, body("what is two plus two"))
+        second = await post(session, gw.base_url, body("what is two plus two"))
+        assert first[0] == second[0] == 200
+        assert (first[2], second[2]) == ("miss", "hit")
+        assert first[1] == second[1]
+        assert (await sim.stats())["completed_requests"] == 1
+        assert metric_value(gw, "tokenyard_cache_requests_total", {"kind": "exact", "result": "hit"}) == 1
+        assert metric_value(gw, "tokenyard_cache_tokens_saved_total", {"kind": "exact"}) > 0
+        assert metric_value(gw, "tokenyard_requests_total",
+                            {"model": "sim-fast", "class": "standard", "outcome": "cached"}) == 1
+
+
+async def test_sampled_requests_bypass_unless_opted_in() -> None:
+    async with running_sim("fast", seed=1) as sim, gateway_for([sim], **CACHE) as gw, \
+            aiohttp.ClientSession() as session:
+        for _ in range(2):
+            status, _, label = await post(session, gw.base_url, body("tell me a story", temperature=0.8))
+            assert (status, label) == (200, "bypass")
+        assert (await sim.stats())["completed_requests"] == 2
+        opt_in = {"x-tokenyard-cache": "on"}
+        labels = [(await post(session, gw.base_url, body("tell me a story", temperature=0.8), opt_in))[2]
+                  for _ in range(2)]
+        assert labels == ["miss", "hit"]
+        off = await post(session, gw.base_url, body("what is two plus two"), {"x-tokenyard-cache": "off"})
+        assert off[2] == "bypass"
+
+
+async def test_a_cached_stream_is_replayed_as_sse_with_ids() -> None:
+    async with running_sim("fast", seed=1) as sim, gateway_for([sim], **CACHE) as gw, \
+            aiohttp.ClientSession() as session:
+        live = await post(session, gw.base_url, body("stream me", stream=True))
+        again = await post(session, gw.base_url, body("stream me", stream=True))
+        assert (live[2], again[2]) == ("miss", "hit")
+        assert live[1] == again[1]
+        events = [e for e in again[1].split(b"\n\n") if e]
+        assert all(e.startswith(b"id: ") for e in events)
+        assert events[-1].endswith(b"data: [DONE]")
+        whole = await post(session, gw.base_url, body("stream me"))
+        assert whole[2] == "miss"  # a whole answer is cached apart from the stream
+
+
+async def test_one_tenant_never_reads_another_tenants_entry() -> None:
+    async with running_sim("fast", seed=1) as sim, gateway_for([sim], **CACHE, **TENANTS) as gw, \
+            aiohttp.ClientSession() as session:
+        a = {"Authorization": "Bearer sk-a"}
+        b = {"Authorization": "Bearer sk-b"}
+        assert (await post(session, gw.base_url, body("secret"), a))[2] == "miss"
+        assert (await post(session, gw.base_url, body("secret"), b))[2] == "miss"
+        assert (await post(session, gw.base_url, body("secret"), a))[2] == "hit"
+        assert (await sim.stats())["completed_requests"] == 2
+
+
+async def test_identical_concurrent_requests_share_one_upstream_call() -> None:
+    async with running_sim("fast", seed=1, ttft_ms=300) as sim, gateway_for([sim], **CACHE) as gw, \
+            aiohttp.ClientSession() as session:
+        whole = await asyncio.gather(*(post(session, gw.base_url, body("same question")) for _ in range(8)))
+        streams = await asyncio.gather(*(post(session, gw.base_url, body("same stream", stream=True))
+                                         for _ in range(8)))
+        assert {r[0] for r in whole + streams} == {200}
+        assert len({r[1] for r in whole}) == 1
+        assert len({r[1] for r in streams}) == 1  # late joiners replayed what was sent, then followed live
+        assert sorted(r[2] for r in whole).count("coalesced") == 7
+        assert sorted(r[2] for r in streams).count("coalesced") == 7
+        assert (await sim.stats())["completed_requests"] == 2
+
+
+@asynccontextmanager
+async def counting_embedder() -> AsyncIterator[tuple[str, list[int]]]:
+    """A real HTTP embeddings server: each input's vector is [len(input), position]; counts calls' sizes."""
+    calls: list[int] = []
+
+    async def embeddings(request: web.Request) -> web.Response:
+        payload = await request.json()
+        inputs = payload["input"] if isinstance(payload["input"], list) else [payload["input"]]
+        calls.append(len(inputs))
+        await asyncio.sleep(0.02)
+        data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), float(i)]}
+                for i, t in enumerate(inputs)]
+        usage = {"prompt_tokens": 2 * len(inputs), "total_tokens": 2 * len(inputs)}
+        return web.json_response({"object": "list", "data": data, "model": payload["model"], "usage": usage})
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "emb", "object": "model"}]})
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}", calls
+    finally:
+        await runner.cleanup()
+
+
+async def test_small_embedding_requests_are_batched_and_split_back() -> None:
+    batching = {"cache": {"enabled": True, "store": "memory", "embed_batch_window_ms": 50}}
+    async with counting_embedder() as (url, calls), aiohttp.ClientSession() as session:
+        class Upstream:
+            base_url = url
+
+        async with gateway_for([Upstream()], **batching) as gw:  # type: ignore[list-item]
+            async def embed(text: str | list[str]) -> dict[str, Any]:
+                async with session.post(gw.base_url + "/v1/embeddings",
+                                        json={"model": "emb", "input": text}) as resp:
+                    assert resp.status == 200, await resp.text()
+                    result: dict[str, Any] = await resp.json()
+                    return result
+
+            texts: list[str | list[str]] = ["a", "bb", ["ccc", "dddd"], "eeeee"]
+            answers = await asyncio.gather(*(embed(t) for t in texts))
+        assert calls == [5]
+        for text, answer in zip(texts, answers, strict=True):
+            wanted = [text] if isinstance(text, str) else text
+            assert [row["index"] for row in answer["data"]] == list(range(len(wanted)))
+            assert [row["embedding"][0] for row in answer["data"]] == [float(len(t)) for t in wanted]
+            assert answer["usage"]["prompt_tokens"] == 2 * len(wanted)
