@@ -20,6 +20,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import random
 import re
 import signal
 import subprocess
@@ -105,6 +106,7 @@ def client_process(port: int, streams: int, offset: int, max_tokens: int, t0: fl
 async def probe_ttft(port: int, count: int, spacing: float, until: float) -> list[float]:
     """TTFT of sparse single requests, measured from just before the request is written."""
     ttfts: list[float] = []
+    rng = random.Random(0)  # random gaps: probes must not phase-lock to the engine's step boundaries
     for i in range(count):
         if time.time() > until:
             break
@@ -119,7 +121,7 @@ async def probe_ttft(port: int, count: int, spacing: float, until: float) -> lis
             buf += data
         ttfts.append(time.time() - start)
         writer.close()
-        await asyncio.sleep(spacing)
+        await asyncio.sleep(spacing * rng.uniform(0.5, 1.5))
     return ttfts
 
 
@@ -175,6 +177,7 @@ def main() -> int:
         ramp_stats = http_json(port, "/sim/stats")
         http_json(port, "/sim/reset", "POST")
         cpu0 = cpu_seconds(sim.pid)
+        print(f"window opens {time.time() - t0:+.2f}s late", file=sys.stderr, flush=True)
         spacing = args.measure / (args.probes + 1)
         ttfts = asyncio.run(probe_ttft(port, args.probes, spacing, t1 - 0.5))
         time.sleep(max(0.0, t1 - time.time()))
@@ -199,7 +202,7 @@ def main() -> int:
     predicted_step = stats["mean_predicted_step_ms"]
     frontend = max(0.0, args.ttft_ms - args.itl_ms)
     predicted_ttft = frontend + 1.5 * predicted_step
-    measured_ttft = 1000.0 * sum(ttfts) / len(ttfts)
+    measured_ttft = 1000.0 * sum(ttfts) / len(ttfts) if ttfts else float("nan")
     itl_err = measured_itl / predicted_step - 1
     ttft_err = measured_ttft / predicted_ttft - 1
     report = {
