@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
@@ -25,6 +26,7 @@ ASSETS: dict[str, str] = {
     "dashboard.css": "text/css",
 }
 PAGE = "index.html"
+log = logging.getLogger("tokenyard.dashboard")
 _NO_CACHE = {"Cache-Control": "no-store"}
 
 
@@ -44,7 +46,10 @@ class Dashboard:
 
     async def sample_forever(self) -> None:
         while True:
-            self.feed.sample(self.clock())
+            try:
+                self.feed.sample(self.clock())
+            except Exception:  # a bad sample must not end the dashboard for the life of the gateway
+                log.exception("dashboard sample failed")
             await asyncio.sleep(self.feed.interval_s)
 
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
