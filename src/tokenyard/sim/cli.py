@@ -80,8 +80,9 @@ def command(host: str, port: int, profile_name: str, kind: str, seed: int, abort
             specs = load_fleet(fleet_file)
         else:
             params = params_from(profile_name, seed, abort_on_disconnect, values)
+            # Retrieval / tool kinds take the seed here; their other parameters come from a fleet file.
             specs = [SimSpec(name="sim", kind=kind, host=host, port=port, params=params,
-                             faults=faults_from(values), service={})]
+                             faults=faults_from(values), service={"seed": seed})]
     except (ValueError, FleetError) as exc:
         raise click.UsageError(str(exc)) from None
     sys.exit(run(run_fleet(specs, duration)))
