@@ -18,6 +18,7 @@ from tokenyard.config import GatewayConfig
 from tokenyard.dashboard import add_dashboard_routes
 from tokenyard.gateway.admin import add_admin_routes
 from tokenyard.gateway.admin_traffic import add_traffic_admin_routes
+from tokenyard.gateway.batch import add_batch_routes
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
 from tokenyard.gateway.services import Gateway
 from tokenyard.gateway.tls import listener_scheme, listener_ssl_context, start_admin_listener
@@ -68,6 +69,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     add_admin_routes(app, gw)
     add_traffic_admin_routes(app, gw)
     add_dashboard_routes(app, gw.metrics.registry)
+    add_batch_routes(app)  # deferred requests: x-tokenyard-defer, /v1/batches (gateway/batch.py)
 
     async def on_startup(app: web.Application) -> None:
         await gw.start()
