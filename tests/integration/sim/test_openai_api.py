@@ -9,6 +9,7 @@ import aiohttp
 import openai
 import pytest
 
+from tests.integration.sim.helpers import wait_stats
 from tokenyard.sim.testing import running_sim
 
 
@@ -111,7 +112,6 @@ async def test_queue_full_is_429() -> None:
         body = {"model": sim.model, "messages": [{"role": "user", "content": "x"}], "max_tokens": 100}
         url = sim.base_url + "/v1/chat/completions"
         first = asyncio.create_task(session.post(url, json=body))
-        from tests.integration.sim.helpers import wait_stats
         await wait_stats(sim, lambda s: s["running"] == 1)
         second = asyncio.create_task(session.post(url, json=body))
         await wait_stats(sim, lambda s: s["waiting"] == 1)
