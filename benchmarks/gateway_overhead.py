@@ -130,7 +130,7 @@ async def throughput(session: aiohttp.ClientSession, url: str, concurrency: int,
 
 
 async def hold_streams(url: str, n: int, gateway: Child) -> tuple[int, int, float]:
-    """Open ``n`` streams (ramped over ~5 s so connects are not one SYN burst), each lasting ~60 s.
+    """Open ``n`` streams (ramped over ~10 s so connects are not one SYN burst), each lasting ~60 s.
 
     Returns how many got their first token, the most that were open at once, and the gateway's peak RSS (MB).
     """
@@ -144,7 +144,7 @@ async def hold_streams(url: str, n: int, gateway: Child) -> tuple[int, int, floa
 
         async def one(i: int) -> None:
             nonlocal started, open_now, most_open
-            await asyncio.sleep(i * 5.0 / n)
+            await asyncio.sleep(i * 10.0 / n)
             async with session.post(url + "/v1/chat/completions", json=body) as resp:
                 if resp.status != 200:
                     raise RuntimeError(f"status {resp.status}: {(await resp.read())[:200]!r}")
@@ -219,13 +219,17 @@ async def overhead(args: argparse.Namespace, py: str) -> None:
 
 
 async def streams(args: argparse.Namespace, py: str) -> None:
-    slow = Child([py, "-m", "tokenyard", "sim", "--profile", "fast", "--port", "0", "--itl-ms", "500",
-                  "--ttft-ms", "500", "--max-num-seqs", str(args.streams + 100)])
-    # Admission (adaptive limits, shedding on the backend's queue) is off: this run measures what holding N
+    # Two simulator processes share the streams: one Python process cannot accept thousands of connections
+    # quickly enough on a small machine, and this run is about the gateway.
+    sims = [Child([py, "-m", "tokenyard", "sim", "--profile", "fast", "--port", "0", "--itl-ms", "500",
+                   "--ttft-ms", "500", "--max-num-seqs", str(args.streams + 100)]) for _ in range(2)]
+    # Admission (adaptive limits, shedding on the backends' queues) is off: this run measures what holding N
     # open streams costs the gateway, not whether it would admit them.
+    endpoints = ", ".join(f"{{url: '{sim.url}/v1'}}" for sim in sims)
     config = Path(tempfile.mkdtemp()) / "streams.yaml"
-    config.write_text(f"listen: {{host: 127.0.0.1, port: 0}}\n"
-                      f"models: {{'*': {{endpoints: [{{url: '{slow.url}/v1'}}]}}}}\n"
+    config.write_text("listen: {host: 127.0.0.1, port: 0}\n"
+                      f"models: {{'*': {{endpoints: [{endpoints}]}}}}\n"
+                      "timeouts: {connect_ms: 10000}\n"
                       "admission: {enabled: false, scrape: false}\n")
     gateway = Child([py, "-m", "tokenyard", "serve", "--config", str(config)])
     try:
@@ -233,7 +237,8 @@ async def streams(args: argparse.Namespace, py: str) -> None:
         started, most_open, peak = await hold_streams(gateway.url, args.streams, gateway)
     finally:
         gateway.stop()
-        slow.stop()
+        for sim in sims:
+            sim.stop()
     print(f"{args.streams} streams: {started} got tokens, {most_open} open at once; gateway RSS idle "
           f"{idle:.0f} MB, peak {peak:.0f} MB")
 
