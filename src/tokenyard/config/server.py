@@ -42,13 +42,15 @@ class TimeoutsConfig(Section, frozen=True, kw_only=True):
     """Timeouts made for streaming: each phase has its own, there is no single total that cuts long streams.
 
     ``idle_ms`` is the longest gap allowed between two tokens (or bytes) of a response; ``request_ms`` is an
-    optional overall deadline (None: no overall limit).
+    optional overall deadline (None: no overall limit); ``request_body_ms`` the longest a client may take to
+    send its request body (slow-loris bodies get 408).
     """
 
     connect_ms: PositiveInt = 2_000
     first_token_ms: PositiveInt = 60_000
     idle_ms: PositiveInt = 30_000
     request_ms: PositiveInt | None = None
+    request_body_ms: PositiveInt = 30_000
 
 
 class LimitsConfig(Section, frozen=True, kw_only=True):

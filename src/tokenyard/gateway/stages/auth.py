@@ -3,10 +3,16 @@
 Off only in the loopback "auth off" mode (no credential of any kind configured). Every failure is a 401 in
 OpenAI's format, saying whether the credential was missing, unknown, revoked or expired, and is written to the
 audit log (the reason and the caller's address, never the credential).
+
+Once the caller is known, the request body is received here under ``timeouts.request_body_ms`` (slow-loris
+bodies get 408) and ``limits.max_body_bytes`` (413): an unauthenticated client never makes the gateway buffer
+a body, and no later stage waits on a trickling client. aiohttp keeps the bytes, so the validate stage's
+``request.read()`` returns them at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -20,14 +26,34 @@ if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
 
 
+def body_reader(gw: Gateway) -> Stage:
+    """Receive the whole body within the deadline and the size limit, before any other work."""
+    timeout_s = gw.config.timeouts.request_body_ms / 1000
+    max_body = gw.config.limits.max_body_bytes
+
+    async def read_body(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+        request = ctx.request
+        length = request.content_length
+        if length is not None and length > max_body:
+            raise GatewayError(413, f"request body of {length} bytes exceeds the limit of {max_body} bytes",
+                               "request_too_large")
+        try:
+            await asyncio.wait_for(request.read(), timeout_s)
+        except TimeoutError as exc:
+            raise GatewayError(408, f"request body not received within {timeout_s:g} s", "request_timeout") from exc
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise GatewayError(413, f"request body exceeds the limit of {max_body} bytes",
+                               "request_too_large") from exc
+        return await call_next(ctx)
+
+    return read_body
+
+
 def auth_stage(gw: Gateway) -> Stage:
     security = gw.security
+    read_body = body_reader(gw)
     if not security.enabled:
-
-        async def open_door(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
-            return await call_next(ctx)
-
-        return open_door
+        return read_body
 
     tenants = gw.config.tenants
 
@@ -41,6 +67,6 @@ def auth_stage(gw: Gateway) -> Stage:
         ctx.key = principal.key
         ctx.tenant = principal.key.tenant
         ctx.tenant_config = tenants.get(principal.key.tenant)
-        return await call_next(ctx)
+        return await read_body(ctx, call_next)
 
     return authenticate
