@@ -100,13 +100,14 @@ class LLMSim(SimService):
             if not handle.seq.done:
                 self.engine.abort(handle)  # a no-op for the engine under --no-abort-on-disconnect
 
-    def _drop(self, request: web.Request, handle: RequestHandle) -> web.Response:
+    def _drop(self, request: web.Request, handle: RequestHandle,
+              resp: web.StreamResponse | None = None) -> web.StreamResponse:
         """The drop fault: cut the connection (no [DONE], no error event) and free the sequence."""
         transport = request.transport
         if transport is not None:
             transport.abort()
         self.engine.abort(handle)
-        return web.Response(status=499)
+        return resp if resp is not None else web.Response(status=499)
 
     async def _stream(self, request: web.Request, req: Completion, handle: RequestHandle,
                       fault: FaultDecision) -> web.StreamResponse:
@@ -126,7 +127,7 @@ class LLMSim(SimService):
                     direct = None  # the engine handed the stream back to this handler
                     continue
             elif sent >= limit:
-                return self._drop(request, handle)  # only reachable with a drop fault
+                return self._drop(request, handle, resp)  # only reachable with a drop fault
             elif handle.aborted:
                 break  # the engine dropped the sequence: never spin
             await handle.wait_beyond(sent)
