@@ -47,8 +47,16 @@ async def serve(config: GatewayConfig) -> None:
 @click.option("--host", default=None, help="Listen address (default: the config's, or 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port; 0 picks a free one (printed).")
 @click.option("--upstream", default=None, help="Front this one OpenAI-compatible server (base URL).")
-def serve_command(config_path: str | None, host: str | None, port: int | None, upstream: str | None) -> None:
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Gateway processes sharing the port (SO_REUSEPORT); share limits with state: redis://.")
+def serve_command(config_path: str | None, host: str | None, port: int | None, upstream: str | None,
+                  workers: int) -> None:
     """Run the gateway."""
     config = resolve_config(config_path, upstream, host, port)
-    runtime.run(serve(config))
+    if workers > 1:
+        from tokenyard.gateway.workers import supervise
+
+        runtime.run(supervise(config, workers))
+    else:
+        runtime.run(serve(config))
     sys.stdout.flush()

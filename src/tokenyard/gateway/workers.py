@@ -1,0 +1,157 @@
+"""``tokenyard serve --workers N``: N gateway processes on one port, and the supervisor that keeps them running.
+
+Each worker is a full gateway (its own event loop, connection pools and queues) listening on the same
+``host:port`` with ``SO_REUSEPORT``, so the kernel spreads new connections across them. The supervisor reserves
+the port first (a bound, never listening ``SO_REUSEPORT`` socket, which also resolves ``--port 0``), starts the
+workers with the config on their stdin, prints ``tokenyard serve listening on http://HOST:PORT`` once every worker
+accepts connections, restarts a worker that dies (with a capped back-off), and on SIGINT/SIGTERM ends each worker
+by its PID (SIGTERM, then SIGKILL after a grace period).
+
+Limits, budgets and caches hold across the workers only on a shared state: use ``state: redis://...``. With
+``state: memory`` each worker has its own (a warning says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+
+import msgspec
+from aiohttp import web
+
+from tokenyard import runtime
+from tokenyard.config import GatewayConfig
+from tokenyard.gateway.tls import listener_scheme
+
+READY = "tokenyard worker ready"
+GRACE_S = 10.0
+MAX_BACKOFF_S = 5.0
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A bound ``SO_REUSEPORT`` socket holding ``host:port`` (a free port for 0); workers bind beside it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+class Worker:
+    """One worker process and its restarts."""
+
+    def __init__(self, index: int, config: bytes) -> None:
+        self.index = index
+        self._config = config
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+
+    async def spawn(self) -> None:
+        """Start the process and wait until it accepts connections."""
+        proc = self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tokenyard.gateway.workers", str(self.index),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(self._config)
+        proc.stdin.close()
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"worker {self.index} exited before it was ready (code {await proc.wait()})")
+            if line.decode().startswith(READY):
+                return
+
+    async def stop(self) -> None:
+        proc = self.process
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), GRACE_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def _keep_alive(worker: Worker, stopping: asyncio.Event) -> None:
+    """Restart the worker whenever it exits while the supervisor is not stopping."""
+    backoff = 0.1
+    while not stopping.is_set():
+        proc = worker.process
+        assert proc is not None
+        code = await proc.wait()
+        if stopping.is_set():
+            return
+        print(f"tokenyard serve: worker {worker.index} (pid {proc.pid}) exited with {code}; restarting",
+              file=sys.stderr, flush=True)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF_S)
+        worker.restarts += 1
+        try:
+            await worker.spawn()
+        except RuntimeError as exc:
+            print(f"tokenyard serve: {exc}", file=sys.stderr, flush=True)
+
+
+async def supervise(config: GatewayConfig, workers: int) -> None:
+    """Run ``workers`` gateway processes on the config's listener until SIGINT/SIGTERM."""
+    if config.state == "memory":
+        print("tokenyard serve: warning: state is 'memory', so each worker keeps its own limits and cache; "
+              "use state: redis://... to share them", file=sys.stderr, flush=True)
+    host = config.listen.host
+    holder = reserve_port(host, config.listen.port)
+    port = holder.getsockname()[1]
+    listen = msgspec.structs.replace(config.listen, port=port)
+    payload = msgspec.json.encode(msgspec.structs.replace(config, listen=listen))
+    pool = [Worker(i, payload) for i in range(workers)]
+    stopping = asyncio.Event()
+    keepers: list[asyncio.Task[None]] = []
+    try:
+        await asyncio.gather(*(w.spawn() for w in pool))
+        keepers = [asyncio.create_task(_keep_alive(w, stopping)) for w in pool]
+        shown = f"[{host}]" if ":" in host else host
+        scheme = listener_scheme(config.listen)
+        pids = ", ".join(str(w.process.pid) for w in pool if w.process is not None)
+        print(f"tokenyard serve listening on {scheme}://{shown}:{port}", flush=True)
+        print(f"tokenyard serve: {workers} workers (pids {pids})", file=sys.stderr, flush=True)
+        await runtime.wait_for_shutdown()
+    finally:
+        stopping.set()
+        for task in keepers:
+            task.cancel()
+        await asyncio.gather(*(w.stop() for w in pool))
+        holder.close()
+
+
+async def _run_worker(config: GatewayConfig, index: int) -> None:
+    from tokenyard.gateway.app import build_app
+    from tokenyard.gateway.tls import listener_ssl_context, start_admin_listener
+
+    runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.listen.host, config.listen.port, backlog=4096, reuse_port=True,
+                       ssl_context=listener_ssl_context(config.listen))
+    try:
+        await site.start()
+        if index == 0:  # a separate admin listener (admin.listen) is served by the first worker only
+            await start_admin_listener(runner, config)
+        print(f"{READY} {index}", flush=True)
+        await runtime.wait_for_shutdown()
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    """A worker: the config (JSON) on stdin, the worker index as the argument."""
+    config = msgspec.json.decode(sys.stdin.buffer.read(), type=GatewayConfig)
+    runtime.run(_run_worker(config, int(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()

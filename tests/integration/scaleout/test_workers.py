@@ -1,0 +1,80 @@
+"""``tokenyard serve --workers 2``: two processes on one port, ended by PID; a dead worker is restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+from tests.conftest import RedisServer
+from tokenyard.sim.testing import running_sim
+
+
+def _start(config: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "tokenyard", "serve", "--config", str(config), "--port", "0",
+                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "tokenyard serve listening on http://127.0.0.1:" in line, line + (proc.stderr.read() if proc.stderr
+                                                                             else "")
+    return proc, line.rsplit(" ", 1)[1].strip()
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+async def test_two_workers_serve_on_one_port(redis_server: RedisServer, tmp_path: Path) -> None:
+    async with running_sim("fast") as sim:
+        config = tmp_path / "gw.yaml"
+        config.write_text(yaml.safe_dump({
+            "listen": {"host": "127.0.0.1", "port": 0}, "state": redis_server.url,
+            "models": {"*": {"endpoints": [{"url": sim.base_url + "/v1"}]}},
+        }))
+        proc, url = await asyncio.to_thread(_start, config)  # the in-process sim keeps answering
+        try:
+            workers = _children(proc.pid)
+            assert len(workers) == 2
+            body = {"model": "sim-fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+            async with aiohttp.ClientSession() as session:
+                for _ in range(20):
+                    # a new connection each time, so the kernel may pick either worker
+                    async with session.post(url + "/v1/chat/completions", json=body,
+                                            headers={"Connection": "close"}) as resp:
+                        assert resp.status == 200
+            os.kill(workers[0], signal.SIGKILL)  # a worker dies: the supervisor starts another
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                now = _children(proc.pid)
+                if len(now) == 2 and workers[0] not in now:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(_children(proc.pid)) == 2
+            async with aiohttp.ClientSession() as session:
+                async with session.post(url + "/v1/chat/completions", json=body) as resp:
+                    assert resp.status == 200
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(proc.wait, 30)
+            if proc.stdout is not None:
+                proc.stdout.close()
+            if proc.stderr is not None:
+                proc.stderr.close()
+        assert code == 0
+        assert all(not _alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
