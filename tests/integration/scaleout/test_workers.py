@@ -58,9 +58,9 @@ async def test_two_workers_serve_on_one_port(redis_server: RedisServer, tmp_path
                     break
                 await asyncio.sleep(0.1)
             assert len(_children(proc.pid)) == 2
-            async with aiohttp.ClientSession() as session:
-                async with session.post(url + "/v1/chat/completions", json=body) as resp:
-                    assert resp.status == 200
+            async with aiohttp.ClientSession() as session, \
+                    session.post(url + "/v1/chat/completions", json=body) as resp:
+                assert resp.status == 200
         finally:
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(proc.wait, 30)
