@@ -23,6 +23,7 @@ from tokenyard.config.server import (
     TelemetryConfig,
     TimeoutsConfig,
 )
+from tokenyard.config.streams import StreamsConfig
 from tokenyard.config.tenants import KeyConfig, TenantConfig
 
 
@@ -56,6 +57,7 @@ class GatewayConfig(Section, frozen=True, kw_only=True):
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
     scaleout: ScaleOutConfig = msgspec.field(default_factory=ScaleOutConfig)
+    streams: StreamsConfig = msgspec.field(default_factory=StreamsConfig)
 
     @property
     def auth_enabled(self) -> bool:
