@@ -42,6 +42,7 @@ class RequestContext:
         "operation",
         "outcome",
         "parsed",
+        "phases",
         "pool",
         "prompt_tokens",
         "queue_s",
@@ -84,6 +85,7 @@ class RequestContext:
         self.abort_reason = ""  # set when the gateway itself cancels the request (admin, deadline)
         self.abort_started = 0.0
         self.response_headers: dict[str, str] = {}
+        self.phases: dict[str, float] | None = None  # latency attribution (upstream.attribution), seconds
 
     def cancel(self, reason: str, now: float) -> bool:
         """Stop this request from the gateway side (``admin``, ``deadline``, ``upstream_timeout``).

@@ -171,7 +171,7 @@ class EastWest:
         ctx.backend = attempt.endpoint.name
         ctx.status = status
         ctx.outcome = "completed" if status < 400 else ("rejected" if status < 500 else "error")
-        attempt.finish(ctx.outcome)
+        ctx.phases = attempt.finish(ctx.outcome)
         headers = {"Content-Type": attempt.response.headers.get("Content-Type", _JSON), **(extra or {})}
         return web.Response(status=status, body=answer, headers=headers)
 

@@ -27,6 +27,7 @@ class AccessLine(msgspec.Struct):
     completion_tokens: int = 0
     queue_ms: float = 0.0
     abort_reason: str = ""
+    phases_ms: dict[str, float] | None = None
 
 
 class AccessLog:
@@ -50,6 +51,7 @@ class AccessLog:
             ttft_ms=round(ctx.ttft * 1000, 3) if ctx.ttft is not None else None,
             prompt_tokens=ctx.prompt_tokens, completion_tokens=ctx.completion_tokens,
             queue_ms=round(ctx.queue_s * 1000, 3), abort_reason=ctx.abort_reason,
+            phases_ms={k: round(v * 1000, 3) for k, v in ctx.phases.items()} if ctx.phases else None,
         )
         self._out.write(self._encoder.encode(line) + b"\n")
         self._out.flush()

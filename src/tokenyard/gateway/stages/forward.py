@@ -79,6 +79,6 @@ def forward_terminal(gw: Gateway) -> Next:
             watchdog.stop()
             if attempt is not None:
                 attempt.response.release()
-                attempt.finish(ctx.outcome, ctx.started + ctx.ttft if ctx.ttft is not None else None)
+                ctx.phases = attempt.finish(ctx.outcome, ctx.started + ctx.ttft if ctx.ttft is not None else None)
 
     return forward
