@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 OUTCOMES: tuple[str, ...] = (
     "completed",
     "client_aborted",
+    "client_resumed",  # the client dropped a resumable stream and came back within its window (docs/resume.md)
     "upstream_interrupted",
     "shed",
     "rate_limited",
@@ -28,6 +29,7 @@ ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 600.0)
 CANCEL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+RESUME_GAP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 WORKFLOW_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -93,6 +95,21 @@ class GatewayMetrics:
                                         "Each request's time by phase (queue, connect, network, upstream_queue, "
                                         "prefill, decode, upstream) per backend.", ("backend", "phase"),
                                         buckets=QUEUE_BUCKETS, registry=r)
+        # The client path (docs/resume.md): disconnects, reconnects and resumes of streams, their cost.
+        self.stream_disconnects = Counter("tokenyard_stream_disconnects", "Clients that left a stream mid-answer, "
+                                          "by class and whether the stream stays resumable.",
+                                          ("class", "resumable"), registry=r)
+        self.stream_reconnects = Counter("tokenyard_stream_reconnects", "Resume requests (GET /v1/streams/{id}) by "
+                                         "result: resumed, not_found, overflow, invalid.", ("result",), registry=r)
+        self.stream_resumes = Counter("tokenyard_stream_resumes", "Dropped streams resumed within their window.",
+                                      ("class",), registry=r)
+        self.resume_gap = Histogram("tokenyard_resume_gap_seconds", "Time lost per interruption: client gone "
+                                    "to client back on a resumed stream.", ("class",), buckets=RESUME_GAP_BUCKETS,
+                                    registry=r)
+        self.resume_window_tokens = Counter("tokenyard_resume_window_tokens", "Tokens generated for nobody: during "
+                                            "resume windows that closed without a reconnect.", ("class",), registry=r)
+        self.client_requests = Counter("tokenyard_client_requests", "Requests by the client's HTTP protocol and TLS "
+                                       "version (none: plain HTTP).", ("protocol", "tls"), registry=r)
         self.aborts_by_reason = {reason: self.upstream_aborts.labels(reason) for reason in ABORT_REASONS}
         self._series: dict[tuple[str, str], RequestSeries] = {}
 
