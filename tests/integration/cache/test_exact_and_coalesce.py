@@ -13,8 +13,8 @@ from aiohttp import web
 from tests.integration.gateway.helpers import gateway_for, metric_value
 from tokenyard.sim.testing import running_sim
 
-CACHE = {"cache": {"enabled": True, "store": "memory"}}
-TENANTS = {
+CACHE: dict[str, Any] = {"cache": {"enabled": True, "store": "memory"}}
+TENANTS: dict[str, Any] = {
     "keys": [{"key": "sk-a", "tenant": "a"}, {"key": "sk-b", "tenant": "b"}],
     "tenants": {"a": {}, "b": {}},
 }
@@ -137,12 +137,12 @@ async def counting_embedder() -> AsyncIterator[tuple[str, list[int]]]:
 
 
 async def test_small_embedding_requests_are_batched_and_split_back() -> None:
-    batching = {"cache": {"enabled": True, "store": "memory", "embed_batch_window_ms": 50}}
+    batching: dict[str, Any] = {"cache": {"enabled": True, "store": "memory", "embed_batch_window_ms": 50}}
     async with counting_embedder() as (url, calls), aiohttp.ClientSession() as session:
         class Upstream:
             base_url = url
 
-        async with gateway_for([Upstream()], **batching) as gw:  # type: ignore[list-item]
+        async with gateway_for([Upstream()], **batching) as gw:  # type: ignore[list-item]  # duck-typed upstream
             async def embed(text: str | list[str]) -> dict[str, Any]:
                 async with session.post(gw.base_url + "/v1/embeddings",
                                         json={"model": "emb", "input": text}) as resp:

@@ -15,7 +15,7 @@ from tests.integration.gateway.helpers import config_for
 from tokenyard.gateway.app import RunningGateway, running_gateway
 from tokenyard.sim.testing import RunningSim, running_sim
 
-ADMIN = {"admin": {"key": "admin-secret"}}
+ADMIN: dict[str, Any] = {"admin": {"key": "admin-secret"}}
 
 
 @asynccontextmanager
@@ -41,7 +41,7 @@ async def status_of(session: aiohttp.ClientSession, gw: RunningGateway, body: di
 
 async def test_a_global_rate_limit_holds_across_three_replicas(redis_server: RedisServer) -> None:
     rpm = 60
-    limits = {"keys": [{"key": "sk-a", "tenant": "a"}], "tenants": {"a": {"rpm": rpm}}}
+    limits: dict[str, Any] = {"keys": [{"key": "sk-a", "tenant": "a"}], "tenants": {"a": {"rpm": rpm}}}
     async with running_sim("fast", ttft_ms=1, itl_ms=1) as sim, replicas(sim, redis_server, **limits) as gws, \
             aiohttp.ClientSession() as session:
         auth = {"Authorization": "Bearer sk-a"}
@@ -102,7 +102,7 @@ async def test_an_abort_on_one_replica_stops_a_stream_on_another(redis_server: R
 
 
 async def test_a_cache_entry_written_by_one_replica_is_served_by_another(redis_server: RedisServer) -> None:
-    cache = {"cache": {"enabled": True, "store": "shared"}}
+    cache: dict[str, Any] = {"cache": {"enabled": True, "store": "shared"}}
     async with running_sim("fast") as sim, replicas(sim, redis_server, **cache) as gws, \
             aiohttp.ClientSession() as session:
         labels = []
@@ -127,7 +127,7 @@ async def _load(session: aiohttp.ClientSession, gws: list[RunningGateway], secon
 
 
 async def test_redis_restarting_mid_run_fails_open_and_recovers(redis_server: RedisServer) -> None:
-    limits = {"keys": [{"key": "sk-a", "tenant": "a"}], "tenants": {"a": {"rpm": 100_000}},
+    limits: dict[str, Any] = {"keys": [{"key": "sk-a", "tenant": "a"}], "tenants": {"a": {"rpm": 100_000}},
               "scaleout": {"fail_open": True, "endpoint_budget": 8},
               "admission": {"enabled": False}}  # what is measured here is the shared state, not local shedding
     auth = {"Authorization": "Bearer sk-a"}
@@ -143,7 +143,7 @@ async def test_redis_restarting_mid_run_fails_open_and_recovers(redis_server: Re
 
 
 async def test_redis_down_fails_closed_when_configured(redis_server: RedisServer) -> None:
-    limits = {"keys": [{"key": "sk-a", "tenant": "a"}], "tenants": {"a": {"rpm": 100_000}},
+    limits: dict[str, Any] = {"keys": [{"key": "sk-a", "tenant": "a"}], "tenants": {"a": {"rpm": 100_000}},
               "scaleout": {"fail_open": False}}
     auth = {"Authorization": "Bearer sk-a"}
     async with running_sim("fast", ttft_ms=5, itl_ms=2) as sim, replicas(sim, redis_server, **limits) as gws, \
