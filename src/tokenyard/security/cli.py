@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sys
@@ -15,6 +16,7 @@ import yaml
 from tokenyard.security.cilium import dump_manifests, render_policies
 from tokenyard.security.eastwest import EastWestPolicy
 from tokenyard.security.keystore import KeyRecord, KeyStoreError, SqliteKeyStore
+from tokenyard.state import StateUnavailable, open_state
 
 DEFAULT_STORE = "tokenyard-keys.db"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -96,14 +98,33 @@ def list_keys(store: str) -> None:
 
 @keys_group.command("revoke")
 @_store_option
+@click.option("--state", default=lambda: os.environ.get("TOKENYARD_STATE", "memory"),
+              show_default="$TOKENYARD_STATE or memory",
+              help="The gateways' shared state (a redis:// URL): they are told to reload at once.")
 @click.argument("key")
-def revoke(store: str, key: str) -> None:
+def revoke(store: str, state: str, key: str) -> None:
     """Revoke KEY (its id or name); gateways reading the store stop accepting it within a second."""
     try:
         record = SqliteKeyStore(store).revoke(key)
     except KeyStoreError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"revoked {record.key_id} ({record.name})")
+    if state != "memory":
+        try:
+            asyncio.run(_announce(state))
+        except (StateUnavailable, OSError, ValueError) as exc:
+            click.echo(f"warning: could not broadcast the revocation ({exc}); gateways still see it at their "
+                       "next poll", err=True)
+
+
+async def _announce(state_url: str) -> None:
+    from tokenyard.security.service import KEYS_CHANNEL
+
+    state = open_state(state_url)
+    try:
+        await state.publish(KEYS_CHANNEL, b"reload")
+    finally:
+        await state.aclose()
 
 
 @click.group("policy")

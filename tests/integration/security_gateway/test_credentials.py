@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import aiohttp
+from click.testing import CliRunner
 
 from tests.integration.security_gateway.helpers import Issuer, chat, gateway_config, post
 from tokenyard.gateway.app import running_gateway
+from tokenyard.security.cli import keys_group
 from tokenyard.security.keystore import SqliteKeyStore
 from tokenyard.sim.testing import running_sim
 
@@ -85,7 +87,7 @@ async def test_key_store_revocation_reaches_a_second_gateway_within_a_second(tmp
         assert max(seen) - revoked_at < 1.0, [s - revoked_at for s in seen]
 
 
-async def test_revocation_broadcast_over_redis(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+async def test_revocation_broadcast_over_redis_by_the_cli(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
     store_path = tmp_path / "keys.db"
     store = SqliteKeyStore(store_path)
     plaintext, record = store.create("acme", name="worker")
@@ -99,8 +101,9 @@ async def test_revocation_broadcast_over_redis(tmp_path: Path, redis_server) -> 
             assert (await post(session, gw.base_url, chat("model-a"), token=plaintext))[0] == 200
         await asyncio.sleep(0.2)  # both subscriptions are live
         revoked_at = time.monotonic()
-        await asyncio.to_thread(store.revoke, record.key_id)
-        await one.gateway.security.announce_key_change()
+        result = await asyncio.to_thread(CliRunner().invoke, keys_group, [
+            "revoke", "--store", str(store_path), "--state", redis_server.url, record.key_id])
+        assert result.exit_code == 0 and "revoked" in result.output, result.output
         seen = [await _until_refused(session, gw.base_url, plaintext, revoked_at + 5.0) for gw in (one, two)]
         assert max(seen) - revoked_at < 1.0
 
