@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -51,19 +52,27 @@ class Worker:
         self.restarts = 0
 
     async def spawn(self) -> None:
-        """Start the process and wait until it accepts connections."""
-        proc = self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tokenyard.gateway.workers", str(self.index),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(self._config)
-        proc.stdin.close()
-        while True:
-            line = await proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"worker {self.index} exited before it was ready (code {await proc.wait()})")
-            if line.decode().startswith(READY):
-                return
+        """Start the process and wait until it accepts connections.
+
+        Readiness comes over a pipe of its own; the worker's stdout and stderr are the supervisor's, so access
+        logs flow as they would from one process (and a pipe nobody reads can never block a worker).
+        """
+        ready_r, ready_w = os.pipe()
+        try:
+            proc = self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tokenyard.gateway.workers", str(self.index), str(ready_w),
+                stdin=asyncio.subprocess.PIPE, pass_fds=(ready_w,))
+        finally:
+            os.close(ready_w)
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(self._config)
+            proc.stdin.close()
+            line = await asyncio.to_thread(os.read, ready_r, 256)
+        finally:
+            os.close(ready_r)
+        if not line.decode().startswith(READY):
+            raise RuntimeError(f"worker {self.index} exited before it was ready (code {await proc.wait()})")
 
     async def stop(self) -> None:
         proc = self.process
@@ -129,7 +138,7 @@ async def supervise(config: GatewayConfig, workers: int) -> None:
         holder.close()
 
 
-async def _run_worker(config: GatewayConfig, index: int) -> None:
+async def _run_worker(config: GatewayConfig, index: int, ready_fd: int) -> None:
     from tokenyard.gateway.app import build_app
     from tokenyard.gateway.tls import listener_ssl_context, start_admin_listener
 
@@ -141,16 +150,17 @@ async def _run_worker(config: GatewayConfig, index: int) -> None:
         await site.start()
         if index == 0:  # a separate admin listener (admin.listen) is served by the first worker only
             await start_admin_listener(runner, config)
-        print(f"{READY} {index}", flush=True)
+        os.write(ready_fd, f"{READY} {index}\n".encode())
+        os.close(ready_fd)
         await runtime.wait_for_shutdown()
     finally:
         await runner.cleanup()
 
 
 def main() -> None:
-    """A worker: the config (JSON) on stdin, the worker index as the argument."""
+    """A worker: the config (JSON) on stdin; arguments: the worker index and the readiness pipe's fd."""
     config = msgspec.json.decode(sys.stdin.buffer.read(), type=GatewayConfig)
-    runtime.run(_run_worker(config, int(sys.argv[1])))
+    runtime.run(_run_worker(config, int(sys.argv[1]), int(sys.argv[2])))
 
 
 if __name__ == "__main__":
