@@ -19,7 +19,9 @@ from tokenyard.dashboard import add_dashboard_routes
 from tokenyard.gateway.admin import add_admin_routes
 from tokenyard.gateway.admin_traffic import add_traffic_admin_routes
 from tokenyard.gateway.batch import add_batch_routes
+from tokenyard.gateway.client_transport import count_client_transport
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
+from tokenyard.gateway.resume_routes import add_resume_routes
 from tokenyard.gateway.services import Gateway
 from tokenyard.gateway.tls import listener_scheme, listener_ssl_context, start_admin_listener
 from tokenyard.security.http_guard import install_guard
@@ -40,6 +42,7 @@ def build_app(config: GatewayConfig) -> web.Application:
 
     def operation(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
+            count_client_transport(gw.metrics, request)  # protocol and TLS version of the client path
             return await chain(RequestContext(request, name, monotonic()))
 
         return handle
@@ -67,6 +70,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     add_admin_routes(app, gw)
+    add_resume_routes(app, gw)  # GET /v1/streams/{request_id}: resume a dropped stream (docs/resume.md)
     add_traffic_admin_routes(app, gw)
     add_dashboard_routes(app, gw.metrics.registry)
     add_batch_routes(app)  # deferred requests: x-tokenyard-defer, /v1/batches (gateway/batch.py)

@@ -18,6 +18,7 @@ from aiohttp import web
 from tokenyard.cache.coalesce import STREAM_TAP
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.heartbeat import HeartbeatChunks
 from tokenyard.gateway.sse import DONE_PREFIX, SseFramer, find_usage, has_content
 from tokenyard.gateway.watchdog import Watchdog
 from tokenyard.telemetry.metrics import GatewayMetrics, RequestSeries
@@ -89,8 +90,11 @@ async def relay_whole(ctx: RequestContext, upstream: aiohttp.ClientResponse, ser
 
 
 async def relay_stream(ctx: RequestContext, upstream: aiohttp.ClientResponse, series: RequestSeries,
-                       metrics: GatewayMetrics, watchdog: Watchdog) -> web.StreamResponse:
-    """Pass an SSE stream through; end it with an ``error`` event (never ``[DONE]``) if the upstream dies."""
+                       metrics: GatewayMetrics, watchdog: Watchdog, heartbeat_s: float = 0.0) -> web.StreamResponse:
+    """Pass an SSE stream through; end it with an ``error`` event (never ``[DONE]``) if the upstream dies.
+
+    ``heartbeat_s`` > 0: a ``: keep-alive`` comment after that much silence between events (``heartbeat``).
+    """
     loop = watchdog.loop
     headers = gateway_headers(ctx)
     headers["Content-Type"] = SSE_CONTENT_TYPE
@@ -107,7 +111,7 @@ async def relay_stream(ctx: RequestContext, upstream: aiohttp.ClientResponse, se
     itl = series.itl
     try:
         try:
-            async for chunk in upstream.content.iter_any():
+            async for chunk in HeartbeatChunks(upstream.content, resp, lambda: framer.at_event_start, heartbeat_s):
                 out, events = framer.feed(chunk)
                 tokens_here = 0
                 for event in events:

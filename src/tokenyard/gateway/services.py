@@ -9,6 +9,7 @@ import logging
 from tokenyard.cache.service import ResponseCache
 from tokenyard.config import PASS_THROUGH_MODEL, GatewayConfig
 from tokenyard.gateway.context import RequestContext
+from tokenyard.gateway.resume import ResumeRegistry
 from tokenyard.gateway.stages.chain import Next, build_chain
 from tokenyard.security.service import SecurityService
 from tokenyard.telemetry.access_log import AccessLog
@@ -40,6 +41,7 @@ class Gateway:
         self.scaleout = ScaleOut(config, self.traffic, self.inflight.get,  # shared state: limits across replicas
                                  {name: len(pool.endpoints) for name, pool in self.pools.items()})
         self.cache = ResponseCache(config.cache, self.scaleout.state, self.metrics) if config.cache.enabled else None
+        self.resume = ResumeRegistry(config.streams, self.metrics)  # resumable streams (docs/resume.md)
         self.chain: Next = build_chain(self)
         self._prober: asyncio.Task[None] | None = None
 
@@ -50,6 +52,7 @@ class Gateway:
         await self.discover_models()
         await self.traffic.start(self.client.session)
         await self.scaleout.start()
+        await self.resume.start(self.scaleout.state if self.scaleout.shared else None)
         await self.router.start()
         self._prober = asyncio.create_task(self._probe_forever(), name="tokenyard-health-prober")
 
@@ -59,6 +62,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
             self._prober = None
+        await self.resume.close()  # before the pool: detached streams close their upstreams
         await self.router.close()
         await self.traffic.close()
         await self.scaleout.close()

@@ -15,6 +15,7 @@ from aiohttp import web
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.relay import abort_upstream, gateway_abort_error, relay_stream, relay_whole
+from tokenyard.gateway.resume_relay import relay_resumable, resume_window_s
 from tokenyard.gateway.route_request import route_request
 from tokenyard.gateway.stages.admission import lease_of
 from tokenyard.gateway.stages.chain import Next
@@ -35,6 +36,8 @@ def forward_terminal(gw: Gateway) -> Next:
     timeouts = gw.config.timeouts
     first_s = timeouts.first_token_ms / 1000.0
     idle_s = timeouts.idle_ms / 1000.0
+    heartbeat_s = gw.config.streams.heartbeat_s
+    windows_ms = {name: c.resume_window_ms for name, c in gw.config.classes.items() if c.resume_window_ms}
 
     async def forward(ctx: RequestContext) -> web.StreamResponse:
         assert ctx.pool is not None
@@ -57,7 +60,11 @@ def forward_terminal(gw: Gateway) -> Next:
                 if upstream.status in OVERLOAD_STATUSES:
                     lease.record_overload()
             if ctx.stream and upstream.status == 200:
-                return await relay_stream(ctx, upstream, series, metrics, watchdog)
+                window_s = resume_window_s(ctx, windows_ms)
+                if window_s > 0:  # the class opted in: the stream outlives a dropped client (docs/resume.md)
+                    return await relay_resumable(ctx, upstream, series, metrics, watchdog, gw.resume, window_s,
+                                                 heartbeat_s)
+                return await relay_stream(ctx, upstream, series, metrics, watchdog, heartbeat_s)
             return await relay_whole(ctx, upstream, series)
         except asyncio.CancelledError:
             if ctx.outcome:  # the relay already handled it
