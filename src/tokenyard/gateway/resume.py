@@ -143,8 +143,8 @@ class EventBuffer:
 class StreamRecord:
     """One resumable stream: its buffer, readers, window and what it cost while nobody read it."""
 
-    __slots__ = ("_changed", "_timer", "buffer", "consumers", "detached_at", "expired", "finished", "klass",
-                 "model", "on_expire", "owner", "request_id", "resumed", "shared", "tenant", "window_s",
+    __slots__ = ("_changed", "_timer", "buffer", "consumers", "delivered", "detached_at", "expired", "finished",
+                 "klass", "model", "on_expire", "owner", "request_id", "resumed", "shared", "tenant", "window_s",
                  "window_tokens")
 
     def __init__(self, request_id: str, tenant: str, model: str, klass: str, window_s: float,
@@ -158,6 +158,7 @@ class StreamRecord:
         self.consumers = 1  # the original client
         self.detached_at: float | None = None
         self.resumed = False
+        self.delivered = False  # a reader got the whole answer, final event included
         self.expired = False
         self.finished = False  # the upstream is done (completed, failed or aborted)
         self.window_tokens = 0  # tokens generated since the last detach
@@ -198,6 +199,12 @@ class ResumeRegistry:
         if state is not None:
             subscription = await state.subscribe(CHANNEL)
             self._follower = asyncio.create_task(self._follow(subscription), name="tokenyard-resume-follow")
+
+    def expire_detached(self) -> None:
+        """Close every open window now (the gateway is shutting down: nobody will be served a resume)."""
+        for record in list(self.records.values()):
+            if record.consumers == 0:
+                self._expire(record)
 
     async def close(self) -> None:
         """Expire every record at once (their relays abort their upstreams) and stop listening."""
@@ -260,9 +267,12 @@ class ResumeRegistry:
             record.window_tokens = 0
         record.notify()
 
-    def detach(self, record: StreamRecord, now: float) -> None:
-        """A reader left or finished; with none left, the window opens."""
+    def detach(self, record: StreamRecord, now: float, delivered: bool = False) -> None:
+        """A reader left, or finished (``delivered``: it wrote the final event); with none left, the window opens
+        (after a delivery too: a client that lost the last bytes can still come back for them)."""
         record.consumers = max(0, record.consumers - 1)
+        if delivered:
+            record.delivered = True
         if record.consumers or record.expired:
             return
         record.detached_at = now
@@ -298,7 +308,7 @@ class ResumeRegistry:
 
     # -- other replicas ----------------------------------------------------------------------------------------
     async def tell_owner(self, request_id: str, op: str) -> None:
-        """Tell the replica that owns ``request_id`` that a reader attached or detached here."""
+        """Tell the owner of ``request_id`` about a reader here: ``attach``, ``detach``, ``delivered``."""
         if self.state is not None:
             message = msgspec.json.encode({"id": request_id, "op": op})
             await self._state_call(self.state.publish(CHANNEL, message))
@@ -316,8 +326,8 @@ class ResumeRegistry:
                     continue
                 if op == "attach":
                     self.attach(record, monotonic())
-                elif op == "detach":
-                    self.detach(record, monotonic())
+                elif op in ("detach", "delivered"):
+                    self.detach(record, monotonic(), delivered=op == "delivered")
         finally:
             await subscription.aclose()
 

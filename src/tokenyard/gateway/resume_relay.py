@@ -169,14 +169,15 @@ async def relay_resumable(ctx: RequestContext, upstream: aiohttp.ClientResponse,
         except asyncio.CancelledError:
             relay.on_cancel()
     if relay.attached:
-        registry.detach(record, monotonic())  # read all: the record stays one window for a late reconnect
+        registry.detach(record, monotonic(), delivered=True)  # the record stays a window for a late reconnect
         ctx.outcome = "completed" if done else "upstream_interrupted"
         return resp
     await _wait_for_reader(relay)
     if not done:
         ctx.outcome = "upstream_interrupted"
     else:
-        ctx.outcome = "client_resumed" if record.resumed and not record.expired else "client_aborted"
+        came_back = record.resumed and (record.delivered or record.consumers > 0)
+        ctx.outcome = "client_resumed" if came_back else "client_aborted"
     return resp
 
 
@@ -194,7 +195,7 @@ async def _write(relay: _Relay, data: bytes) -> None:
 async def _wait_for_reader(relay: _Relay) -> None:
     """The upstream finished while the client was away: wait (at most the window) for it to come back."""
     record = relay.record
-    while record.consumers == 0 and not record.expired:
+    while record.consumers == 0 and not record.delivered and not record.expired:
         try:
             await record.changed(None)
         except asyncio.CancelledError:

@@ -70,6 +70,7 @@ async def serve_local(request: web.Request, registry: ResumeRegistry, record: St
                       heartbeat_s: float) -> web.StreamResponse:
     """Replay the buffered events after ``last_seen``, then follow the live stream (this replica owns it)."""
     registry.attach(record, monotonic())
+    delivered = False
     try:
         resp = web.StreamResponse(status=200, headers=_sse_headers(record.request_id))
         await resp.prepare(request)
@@ -86,6 +87,7 @@ async def serve_local(request: web.Request, registry: ResumeRegistry, record: St
                 sent = event_id(events[-1])
                 continue
             if record.buffer.ended or record.finished:
+                delivered = record.buffer.ended
                 break
             if record.expired:
                 await resp.write(_error_event("the stream was closed by the gateway", "stream_closed"))
@@ -95,7 +97,7 @@ async def serve_local(request: web.Request, registry: ResumeRegistry, record: St
         await resp.write_eof()
         return resp
     finally:
-        registry.detach(record, monotonic())
+        registry.detach(record, monotonic(), delivered)
 
 
 async def serve_remote(request: web.Request, registry: ResumeRegistry, state: SharedState, request_id: str,
@@ -106,6 +108,7 @@ async def serve_remote(request: web.Request, registry: ResumeRegistry, state: Sh
     if items and last_seen + 1 < event_id(items[0]):
         return _gap_response(ResumeGap(last_seen, event_id(items[0])))
     await registry.tell_owner(request_id, "attach")
+    delivered = False
     try:
         resp = web.StreamResponse(status=200, headers=_sse_headers(request_id))
         await resp.prepare(request)
@@ -123,6 +126,7 @@ async def serve_remote(request: web.Request, registry: ResumeRegistry, state: Sh
                 sent = event_id(fresh[-1])
                 quiet_since = monotonic()
                 if is_final(fresh[-1]):
+                    delivered = True
                     break
             await asyncio.sleep(POLL_S)
             now = monotonic()
@@ -142,7 +146,7 @@ async def serve_remote(request: web.Request, registry: ResumeRegistry, state: Sh
         await resp.write_eof()
         return resp
     finally:
-        await registry.tell_owner(request_id, "detach")
+        await registry.tell_owner(request_id, "delivered" if delivered else "detach")
 
 
 def _tenant_of(request: web.Request) -> str:
@@ -193,4 +197,8 @@ def add_resume_routes(app: web.Application, gw: Gateway) -> None:
         metrics.stream_reconnects.labels("not_found").inc()
         return not_found
 
+    async def on_shutdown(app: web.Application) -> None:
+        registry.expire_detached()  # detached streams would otherwise hold the shutdown for their window
+
     app.router.add_get("/v1/streams/{request_id}", resume)
+    app.on_shutdown.append(on_shutdown)

@@ -66,7 +66,7 @@ async def test_resume_after_the_upstream_finished_but_before_the_client_read_it(
         got = await start_and_leave(session, gw.base_url, body(TOKENS), 1, auth())
 
         async def finished() -> bool:
-            return (await sim.stats())["completed_requests"] == 1
+            return int((await sim.stats())["completed_requests"]) == 1
 
         await wait_until(finished)
         await asyncio.sleep(0.1)
@@ -82,7 +82,7 @@ async def test_an_expired_window_aborts_the_upstream_and_the_stream_is_gone() ->
         got = await start_and_leave(session, gw.base_url, body(2000), 2, auth())
 
         async def aborted() -> bool:
-            return (await sim.stats())["aborted_requests"] == 1
+            return int((await sim.stats())["aborted_requests"]) == 1
 
         await wait_until(aborted)
         generated = (await sim.stats())["generated_tokens"]
@@ -104,7 +104,7 @@ async def test_buffer_overflow_is_a_clear_error_never_a_gap() -> None:
         got = await start_and_leave(session, gw.base_url, body(TOKENS), 1, auth())
 
         async def finished() -> bool:
-            return (await sim.stats())["completed_requests"] == 1
+            return int((await sim.stats())["completed_requests"]) == 1
 
         await wait_until(finished)
         await asyncio.sleep(0.1)
@@ -135,7 +135,7 @@ async def test_a_class_without_window_aborts_at_once_and_cannot_resume() -> None
         got = await start_and_leave(session, gw.base_url, body(2000), 2, auth("sk-plain"))
 
         async def aborted() -> bool:
-            return (await sim.stats())["aborted_requests"] == 1
+            return int((await sim.stats())["aborted_requests"]) == 1
 
         await wait_until(aborted, timeout_s=10.0)
         assert await resume(session, gw.base_url, got, auth("sk-plain")) == 404
@@ -147,9 +147,10 @@ async def test_a_class_without_window_aborts_at_once_and_cannot_resume() -> None
 async def test_bad_last_event_id_is_a_400() -> None:
     async with running_sim() as sim, running_gateway(resume_config([sim])) as gw, \
             aiohttp.ClientSession() as session:
-        async with session.get(gw.base_url + "/v1/streams/x", headers={"Last-Event-ID": "-3", **auth()}) as resp:
-            assert resp.status == 400
-            assert (await resp.json())["error"]["code"] == "invalid_last_event_id"
+        resp = await session.get(gw.base_url + "/v1/streams/x", headers={"Last-Event-ID": "-3", **auth()})
+        assert resp.status == 400
+        assert (await resp.json())["error"]["code"] == "invalid_last_event_id"
+        resp.release()
 
 
 async def test_heartbeats_during_a_long_prefill_on_both_paths() -> None:
