@@ -158,3 +158,19 @@ async def test_small_embedding_requests_are_batched_and_split_back() -> None:
             assert [row["index"] for row in answer["data"]] == list(range(len(wanted)))
             assert [row["embedding"][0] for row in answer["data"]] == [float(len(t)) for t in wanted]
             assert answer["usage"]["prompt_tokens"] == 2 * len(wanted)
+
+
+async def test_followers_of_a_stream_whose_leader_left_get_an_error_event() -> None:
+    async with running_sim("fast", seed=1, itl_ms=10) as sim, gateway_for([sim], **CACHE) as gw, \
+            aiohttp.ClientSession() as session:
+        payload = {**body("long shared stream", stream=True), "max_tokens": 300}
+        leader = await session.post(gw.base_url + "/v1/chat/completions", json=payload)
+        await leader.content.readline()  # the leader's stream is live
+        followers = [asyncio.create_task(post(session, gw.base_url, payload)) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        leader.close()  # the leader's client leaves: the shared upstream call is closed
+        answers = await asyncio.wait_for(asyncio.gather(*followers), 30)
+        for status, raw, label in answers:
+            assert (status, label) == (200, "coalesced")
+            assert b"event: error" in raw and b"[DONE]" not in raw
+        assert (await sim.stats())["aborted_requests"] == 1

@@ -56,8 +56,11 @@ async def replay(ctx: RequestContext, answer: CachedAnswer, label: str) -> web.S
     headers["Cache-Control"] = "no-cache"
     resp = web.StreamResponse(status=200, headers=headers)
     await resp.prepare(ctx.request)
-    await resp.write(answer.body)
-    await resp.write_eof()
+    try:
+        await resp.write(answer.body)
+        await resp.write_eof()
+    except ConnectionResetError:
+        ctx.outcome = "client_aborted"  # the client left during the replay
     return resp
 
 
@@ -71,35 +74,46 @@ async def follow(ctx: RequestContext, call_next: Next, flight: Flight) -> web.St
         ctx.outcome = "completed"
         ctx.prompt_tokens, ctx.completion_tokens = flight.answer.prompt_tokens, flight.answer.completion_tokens
         return await replay(ctx, flight.answer, "coalesced")
+    return await _follow_stream(ctx, call_next, flight)
+
+
+async def _follow_stream(ctx: RequestContext, call_next: Next, flight: Flight) -> web.StreamResponse:
     resp: web.StreamResponse | None = None
     sent = 0
-    while True:
-        if sent < len(flight.chunks):
-            if resp is None:
-                headers = gateway_headers(ctx)
-                headers.update({"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache", HEADER: "coalesced"})
-                resp = web.StreamResponse(status=200, headers=headers)
-                ctx.status = 200
-                await resp.prepare(ctx.request)
-            chunk = b"".join(flight.chunks[sent:])
-            sent = len(flight.chunks)
-            await resp.write(chunk)
-        elif flight.done:
-            break
+    try:
+        while True:
+            if sent < len(flight.chunks):
+                if resp is None:
+                    headers = gateway_headers(ctx)
+                    headers.update({"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache",
+                                    HEADER: "coalesced"})
+                    resp = web.StreamResponse(status=200, headers=headers)
+                    ctx.status = 200
+                    await resp.prepare(ctx.request)
+                chunk = b"".join(flight.chunks[sent:])
+                sent = len(flight.chunks)
+                await resp.write(chunk)
+            elif flight.done:
+                break
+            else:
+                await flight.changed()
+        if resp is None:
+            return await call_next(ctx)  # the leader ended before sending anything: go upstream ourselves
+        if flight.ok:
+            ctx.outcome = "completed"
+            if flight.answer is not None:
+                ctx.prompt_tokens = flight.answer.prompt_tokens
+                ctx.completion_tokens = flight.answer.completion_tokens
         else:
-            await flight.changed()
-    if resp is None:
-        return await call_next(ctx)  # the leader ended before sending anything: go upstream ourselves
-    if flight.ok:
-        ctx.outcome = "completed"
-        if flight.answer is not None:
-            ctx.prompt_tokens, ctx.completion_tokens = flight.answer.prompt_tokens, flight.answer.completion_tokens
-    else:
-        ctx.outcome = "upstream_interrupted"
-        body = msgspec.json.encode({"error": {"message": "the shared upstream stream ended early",
-                                              "type": "upstream_error", "code": "upstream_interrupted"}})
-        await resp.write(b"id: %d\nevent: error\ndata: %s\n\n" % (flight.events + 1, body))
-    await resp.write_eof()
+            ctx.outcome = "upstream_interrupted"
+            body = msgspec.json.encode({"error": {"message": "the shared upstream stream ended early",
+                                                  "type": "upstream_error", "code": "upstream_interrupted"}})
+            await resp.write(b"id: %d\nevent: error\ndata: %s\n\n" % (flight.events + 1, body))
+        await resp.write_eof()
+    except ConnectionResetError:
+        if resp is None:
+            raise
+        ctx.outcome = "client_aborted"  # this follower's client left; the leader and the others go on
     return resp
 
 
