@@ -71,8 +71,8 @@ async def serve_local(request: web.Request, registry: ResumeRegistry, record: St
     """Replay the buffered events after ``last_seen``, then follow the live stream (this replica owns it)."""
     registry.attach(record, monotonic())
     delivered = False
+    resp = web.StreamResponse(status=200, headers=_sse_headers(record.request_id))
     try:
-        resp = web.StreamResponse(status=200, headers=_sse_headers(record.request_id))
         await resp.prepare(request)
         sent = last_seen
         while True:
@@ -95,9 +95,11 @@ async def serve_local(request: web.Request, registry: ResumeRegistry, record: St
             if not await record.changed(heartbeat_s or None):
                 await resp.write(KEEP_ALIVE)
         await resp.write_eof()
-        return resp
+    except ConnectionResetError:
+        delivered = False  # the client left again: the window reopens
     finally:
         registry.detach(record, monotonic(), delivered)
+    return resp
 
 
 async def serve_remote(request: web.Request, registry: ResumeRegistry, state: SharedState, request_id: str,
@@ -109,8 +111,8 @@ async def serve_remote(request: web.Request, registry: ResumeRegistry, state: Sh
         return _gap_response(ResumeGap(last_seen, event_id(items[0])))
     await registry.tell_owner(request_id, "attach")
     delivered = False
+    resp = web.StreamResponse(status=200, headers=_sse_headers(request_id))
     try:
-        resp = web.StreamResponse(status=200, headers=_sse_headers(request_id))
         await resp.prepare(request)
         sent = last_seen
         position = len(items)
@@ -144,9 +146,11 @@ async def serve_remote(request: web.Request, registry: ResumeRegistry, state: Sh
                     await resp.write(_error_event("the stream's resume window closed", "stream_closed"))
                     break
         await resp.write_eof()
-        return resp
+    except ConnectionResetError:
+        delivered = False
     finally:
         await registry.tell_owner(request_id, "delivered" if delivered else "detach")
+    return resp
 
 
 def _tenant_of(request: web.Request) -> str:
