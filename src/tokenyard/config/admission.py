@@ -27,7 +27,8 @@ class AdmissionConfig(Section, frozen=True, kw_only=True):
 
     ``enabled`` False sends every request straight to the router in arrival order (the model servers queue
     it: FIFO). ``initial_limit``/``min_limit``/``max_limit`` bound each endpoint's adaptive concurrency limit.
-    ``queue_caps`` caps a class's queue (``default_queue_cap`` for the others). ``endpoint_request_capacity``
+    ``queue_caps`` caps a class's queue (``default_queue_cap`` for the others). ``critical_reserve`` is the
+    share of each pool's concurrency only the critical tier (premium) may use. ``endpoint_request_capacity``
     / ``endpoint_token_capacity`` turn on the instant saturation signal (the gateway's own in-flight requests
     and tokens per endpoint). ``scrape`` reads each endpoint's ``/metrics`` every ``scrape_interval_ms``; a
     sample older than ``stale_after_ms`` counts as saturated.
@@ -39,6 +40,7 @@ class AdmissionConfig(Section, frozen=True, kw_only=True):
     max_limit: PositiveInt = 256
     queue_caps: dict[str, NonNegativeInt] = msgspec.field(default_factory=dict)
     default_queue_cap: NonNegativeInt = 10_000
+    critical_reserve: Annotated[float, msgspec.Meta(ge=0.0, le=0.9)] = 0.0
     endpoint_request_capacity: PositiveInt | None = None
     endpoint_token_capacity: PositiveInt | None = None
     scrape: bool = True

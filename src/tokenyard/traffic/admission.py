@@ -14,6 +14,7 @@ waiter that was cancelled before it resumed is released at once: nothing leaks o
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import Counter
@@ -66,6 +67,10 @@ class AdmissionSettings:
     output_weight: float = DEFAULT_OUTPUT_WEIGHT
     output_cap: int = DEFAULT_OUTPUT_CAP
     expiry_timer: bool = True
+    # Share of each pool's capacity only the critical tier may use: other tiers dispatch while in-flight is
+    # below capacity x (1 - critical_reserve), so a premium arrival finds a free backend slot instead of
+    # waiting for a long batch request to end (trunk reservation).
+    critical_reserve: float = 0.0
 
 
 @dataclass
@@ -174,6 +179,7 @@ class AdmissionController:
         self._rng = rng or random.Random()
         self._on_event = on_event
         self._pools: dict[str, _Pool] = {}
+        self._critical_classes: set[str] = set()
         self._closed = False
 
     # ---- configuration ----------------------------------------------------------------------------------
@@ -199,6 +205,8 @@ class AdmissionController:
             raise Rejected(SHUTTING_DOWN, 503, None, "gateway is shutting down")
         now = self._clock()
         pool = self._pool(ticket.pool)
+        if ticket.tier is ShedTier.CRITICAL:
+            self._critical_classes.add(ticket.klass)
         self._expire(pool, now)
         self._check_shedding(pool, ticket)
         arrival = now if ticket.arrival is None else ticket.arrival
@@ -314,7 +322,7 @@ class AdmissionController:
                      SHED)
 
     def _check_deadline(self, pool: _Pool, ticket: AdmissionTicket, budget_left_s: float) -> None:
-        free = pool.capacity - pool.inflight
+        free = (pool.capacity if ticket.tier is ShedTier.CRITICAL else self._shared(pool)) - pool.inflight
         position = max(0, pool.queue.depth_ahead(ticket.priority) + 1 - free)
         if position == 0:
             # A free slot now: queueing adds nothing, and refusing cannot make a slow backend faster.
@@ -355,7 +363,10 @@ class AdmissionController:
         now = self._clock()
         self._expire(pool, now)
         backlogged = from_release
+        shared = self._shared(pool)
         while pool.inflight < pool.capacity:
+            if pool.inflight >= shared and not self._critical_waiting(pool):
+                break  # the rest is kept for the critical tier
             entry = pool.queue.pop(now)
             if entry is None:
                 break
@@ -380,6 +391,17 @@ class AdmissionController:
             t = waiter.ticket
             self._emit(AdmissionEvent(DISPATCHED, t.request_id, t.klass, pool.name, DISPATCHED, wait, None))
         self._arm_timer(pool)
+
+    def _shared(self, pool: _Pool) -> int:
+        """The in-flight level up to which every tier may dispatch (the rest is the critical reserve)."""
+        return pool.capacity - math.ceil(pool.capacity * self.settings.critical_reserve)
+
+    def _critical_waiting(self, pool: _Pool) -> bool:
+        """True when a request of the critical tier is queued (strict priority pops it first)."""
+        if not self._critical_classes:
+            return False
+        depth = pool.queue.depth_by_class()
+        return any(depth.get(klass, 0) for klass in self._critical_classes)
 
     def _release(self, pool: _Pool) -> None:
         pool.inflight = max(0, pool.inflight - 1)

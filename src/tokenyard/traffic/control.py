@@ -37,7 +37,7 @@ def admission_settings(config: AdmissionConfig) -> AdmissionSettings:
     limits = AdaptiveLimitSettings(initial_limit=float(config.initial_limit), min_limit=float(config.min_limit),
                                    max_limit=float(config.max_limit))
     return AdmissionSettings(limits=limits, queue_caps=dict(config.queue_caps),
-                             default_queue_cap=config.default_queue_cap)
+                             default_queue_cap=config.default_queue_cap, critical_reserve=config.critical_reserve)
 
 
 def degradation_settings(config: DegradationConfig) -> DegradationSettings:

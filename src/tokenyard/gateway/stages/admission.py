@@ -19,6 +19,7 @@ from aiohttp import web
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.schema.errors import error_body
 from tokenyard.traffic.admission import Lease
 from tokenyard.traffic.admission_setup import admission_ticket
 from tokenyard.traffic.admission_types import DEADLINE_EXCEEDED, QUEUE_TIMEOUT, SHUTTING_DOWN, Rejected
@@ -35,11 +36,19 @@ def lease_of(ctx: RequestContext) -> Lease | None:
     return ctx.request.get(LEASE)
 
 
+class OverloadedError(GatewayError):
+    """An admission refusal. Its error ``type`` is ``overloaded_error`` (not ``rate_limit_error``), so a client
+    can tell the gateway shedding load from its own rate limit; the status (429/503/504) is what SDKs act on."""
+
+    def body(self) -> bytes:
+        return error_body(self.message, "overloaded_error", self.code, self.param)
+
+
 def rejection_error(exc: Rejected) -> GatewayError:
     """The client's answer to an admission refusal; every other reason is load shedding (outcome ``shed``)."""
     headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
-    return GatewayError(exc.status, exc.message, exc.reason, outcome=_OUTCOMES.get(exc.reason, "shed"),
-                        headers=headers)
+    return OverloadedError(exc.status, exc.message, exc.reason, outcome=_OUTCOMES.get(exc.reason, "shed"),
+                           headers=headers)
 
 
 async def _pass(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
