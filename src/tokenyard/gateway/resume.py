@@ -38,7 +38,8 @@ log = logging.getLogger("tokenyard.gateway.resume")
 CHANNEL = "tokenyard:resume"
 _ERROR_EVENT = b"\nevent: error\n"
 _DONE = b"\ndata: [DONE]"
-META_TTL_S = 3600.0  # a crashed owner's records disappear by themselves
+SHARED_TTL_S = 60.0  # beyond the window: a crashed owner's records disappear by themselves this long after
+META_REFRESH_S = 10.0  # how often a live stream's shared metadata has its TTL renewed
 
 
 def meta_key(request_id: str) -> str:
@@ -144,8 +145,8 @@ class StreamRecord:
     """One resumable stream: its buffer, readers, window and what it cost while nobody read it."""
 
     __slots__ = ("_changed", "_timer", "buffer", "consumers", "delivered", "detached_at", "expired", "finished",
-                 "klass", "model", "on_expire", "owner", "request_id", "resumed", "shared", "tenant", "window_s",
-                 "window_tokens")
+                 "klass", "meta", "meta_at", "model", "on_expire", "owner", "request_id", "resumed", "shared",
+                 "tenant", "window_s", "window_tokens")
 
     def __init__(self, request_id: str, tenant: str, model: str, klass: str, window_s: float,
                  buffer: EventBuffer) -> None:
@@ -163,6 +164,8 @@ class StreamRecord:
         self.finished = False  # the upstream is done (completed, failed or aborted)
         self.window_tokens = 0  # tokens generated since the last detach
         self.shared = False  # mirrored in the shared state
+        self.meta = b""  # its shared metadata, and when its TTL was last renewed
+        self.meta_at = 0.0
         self.on_expire: Callable[[], None] | None = None
         self.owner: asyncio.Task[object] | None = None  # the handler task relaying the upstream (this replica)
         self._changed: asyncio.Event = asyncio.Event()
@@ -232,9 +235,11 @@ class ResumeRegistry:
         self.records[request_id] = record
         if self.state is not None:
             record.shared = True
-            meta = msgspec.json.encode({"tenant": tenant, "model": model, "class": klass,
-                                        "window_ms": int(window_s * 1000)})
-            self._spawn(self._state_call(self.state.set(meta_key(request_id), meta, ttl_s=META_TTL_S)))
+            record.meta = msgspec.json.encode({"tenant": tenant, "model": model, "class": klass,
+                                               "window_ms": int(window_s * 1000)})
+            record.meta_at = monotonic()
+            self._spawn(self._state_call(self.state.set(meta_key(request_id), record.meta,
+                                                        ttl_s=window_s + SHARED_TTL_S)))
         return record
 
     async def append(self, record: StreamRecord, framed: bytes) -> None:
@@ -245,11 +250,16 @@ class ResumeRegistry:
             state = self.state
             if record.shared and state is not None:
                 key = events_key(record.request_id)
+                ttl_s = record.window_s + SHARED_TTL_S
+                now = monotonic()
+                if now - record.meta_at >= META_REFRESH_S:
+                    record.meta_at = now
+                    self._spawn(self._state_call(state.set(meta_key(record.request_id), record.meta, ttl_s=ttl_s)))
                 for event in events:
                     # In order, one call per event; an unreachable state costs at most its timeout and only
                     # the cross-replica resume (this replica keeps serving from memory).
                     if not await self._state_call(state.append(key, event, self.config.resume_buffer_events,
-                                                               ttl_s=META_TTL_S)):
+                                                               ttl_s=ttl_s)):
                         record.shared = False
                         break
 
