@@ -19,11 +19,13 @@ class Lineage:
         self.log = log
         self.stream = stream
 
-    async def record(self, result: Result, new_result: bool) -> None:
+    @staticmethod
+    def record(result: Result, new_result: bool) -> dict[str, str]:
+        """The lineage entry of one finished attempt (appended by the worker's ``Finisher``)."""
         fields = result.to_fields()
         record = {k: fields[k] for k in FIELDS}
         record["result"] = "written" if new_result else "duplicate"
-        await self.log.append(self.stream, record)
+        return record
 
     async def find(self, event_id: str) -> list[dict[str, str]]:
         found: list[dict[str, str]] = []

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from tokenyard.pipeline.eventlog import EventLog
 from tokenyard.pipeline.sinks import Result
 
+MAX_CONNECTIONS = 16
 _APPEND_ONCE = """
 local found = redis.call('HGET', KEYS[2], ARGV[1])
 if found then return 0 end
@@ -33,7 +34,9 @@ class RedisStreamSink:
     def __init__(self, url: str, stream: str, outcomes: frozenset[str]) -> None:
         self.stream = stream
         self.outcomes = outcomes
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url)
+        # A blocking pool: hundreds of in-flight events share a few connections instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=None)
+        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._script = self._redis.register_script(_APPEND_ONCE)
 
     async def write(self, result: Result) -> bool:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from tokenyard.pipeline import event as ev
 from tokenyard.pipeline.event import Event, EventInvalid, decode_event
 from tokenyard.pipeline.eventlog import Entry, EventLog
+from tokenyard.pipeline.finisher import Finisher
 from tokenyard.pipeline.inference import ExpiredInFlight, InferenceStep, Progress
 from tokenyard.pipeline.lifecycle import ControlState, FanOut, Supersession, Valuable
 from tokenyard.pipeline.lineage import Lineage
@@ -68,7 +69,7 @@ class Worker:
         self.supersession = Supersession()
         self.fanout = FanOut(spec.lifecycle.per_key, spec.lifecycle.per_tenant)
         self.valuable = Valuable(spec.lifecycle.valuable)
-        self.lineage = Lineage(log, spec.lineage_stream)
+        self.finisher = Finisher(log, spec.source.stream, spec.source.group, spec.lineage_stream)
         self.stream = spec.source.stream
         self.group = spec.source.group
         self._slots = asyncio.Semaphore(spec.worker.max_inflight)
@@ -85,7 +86,8 @@ class Worker:
         await self.log.create_group(self.stream, self.group, "0")
         helpers = [asyncio.create_task(self._control_loop(), name="pipeline-control"),
                    asyncio.create_task(self._claim_loop(), name="pipeline-claim"),
-                   asyncio.create_task(self._lag_loop(), name="pipeline-lag")]
+                   asyncio.create_task(self._lag_loop(), name="pipeline-lag"),
+                   asyncio.create_task(self.finisher.run(), name="pipeline-finisher")]
         reader = asyncio.create_task(self._read_loop(), name="pipeline-read")
         try:
             await stop.wait()
@@ -95,10 +97,12 @@ class Worker:
                 task.cancel()
             _, stuck = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
             if stuck:
-                log.warning("%d pipeline tasks did not stop within %.0f s", len(stuck), STOP_GRACE_S)
+                log.warning("%d pipeline tasks did not stop within %.0f s: %s", len(stuck), STOP_GRACE_S,
+                            ", ".join(sorted({t.get_name() for t in stuck})))
             for task in tasks:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     log.warning("pipeline task %s failed: %r", task.get_name(), task.exception())
+            await self.finisher.close()
 
     async def _read_loop(self) -> None:
         await self.control_ready.wait()
@@ -127,7 +131,8 @@ class Worker:
             except Exception as exc:  # the log is down: try again next round
                 log.warning("claiming idle entries failed: %s", exc)
                 continue
-            entries = [e for e in entries if e.id not in self._active]  # our own long inference: keep going
+            # Our own long inference, or finished and about to be acked: not a dead worker's event.
+            entries = [e for e in entries if e.id not in self._active and e.id not in self.finisher.finishing]
             self.metrics.redeliveries.inc(len(entries))
             await self._dispatch(entries)
 
@@ -210,6 +215,13 @@ class Worker:
         self.metrics.inflight.dec()
 
     async def _handle(self, entry: Entry, event: Event | None, error: str) -> None:
+        try:
+            await self._handle_one(entry, event, error)
+        except Exception as exc:  # a sink or the log failed: the entry stays pending and is redelivered
+            self.metrics.retries.inc()
+            log.warning("event entry %s could not be finished (left pending): %r", entry.id, exc)
+
+    async def _handle_one(self, entry: Entry, event: Event | None, error: str) -> None:
         started = time.monotonic()
         if event is None:
             await self._dead_letter(entry, Event(id=entry.id, entry_id=entry.id, data={}), error)
@@ -331,9 +343,9 @@ class Worker:
                 self.metrics.completion_tokens.inc(result.completion_tokens)
             else:
                 self.metrics.wasted["duplicate"].inc(result.completion_tokens)
-        await self.lineage.record(result, new)
-        await self.log.ack(self.stream, self.group, [event.entry_id])
-        self.metrics.events[outcome].inc()
+        self.finisher.submit(event.entry_id, Lineage.record(result, new))
+        if new:  # a redelivered event whose result was already written is not counted twice
+            self.metrics.events[outcome].inc()
         self.metrics.end_to_end.observe(max(0.0, (self.clock() - event.created_ms) / 1000.0))
 
     async def _dead_letter(self, entry: Entry, event: Event, error: str, progress: Progress | None = None) -> None:
@@ -341,7 +353,7 @@ class Worker:
         for sink in self.sinks:
             if ev.DEAD_LETTERED in sink.outcomes:
                 await sink.write(result)
-        await self.lineage.record(result, True)
+        await self.log.append(self.spec.lineage_stream, Lineage.record(result, True))
         # Moves the entry to <stream>:dead (with the reason and delivery count) and acks it, atomically.
         if await self.log.dead_letter(self.stream, self.group, entry.id, error[:1000]):
             self.metrics.events[ev.DEAD_LETTERED].inc()
