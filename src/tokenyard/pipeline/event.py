@@ -20,10 +20,8 @@ EXPIRED = "expired"
 ABORTED = "aborted"
 SUPERSEDED = "superseded"
 NOT_VALUABLE = "not_valuable"
-REJECTED = "rejected"  # the traffic core refused it for good (4xx from upstream, admission 4xx)
 DEAD_LETTERED = "dead_lettered"
-OUTCOMES: tuple[str, ...] = (COMPLETED, FILTERED, EXPIRED, ABORTED, SUPERSEDED, NOT_VALUABLE, REJECTED,
-                             DEAD_LETTERED)
+OUTCOMES: tuple[str, ...] = (COMPLETED, FILTERED, EXPIRED, ABORTED, SUPERSEDED, NOT_VALUABLE, DEAD_LETTERED)
 
 
 class EventInvalid(ValueError):
