@@ -38,7 +38,12 @@ def body_reader(gw: Gateway) -> Stage:
             raise GatewayError(413, f"request body of {length} bytes exceeds the limit of {max_body} bytes",
                                "request_too_large")
         try:
-            await asyncio.wait_for(request.read(), timeout_s)
+            # asyncio.timeout, not wait_for: the read stays in this task, so a client leaving cancels it as usual.
+            async with asyncio.timeout(timeout_s):
+                await request.read()
+        except ConnectionResetError as exc:  # the client left while sending its body
+            raise GatewayError(499, "client closed the connection while sending its body", "client_closed",
+                               outcome="client_aborted") from exc
         except TimeoutError as exc:
             raise GatewayError(408, f"request body not received within {timeout_s:g} s", "request_timeout") from exc
         except web.HTTPRequestEntityTooLarge as exc:
