@@ -72,7 +72,7 @@ class Child:
         self.log.close()
 
 
-def gateway_config(sims: list[str], slots: int, admission: bool, ladder: bool) -> dict[str, Any]:
+def gateway_config(sims: list[str], slots: int, admission: bool, ladder: bool, reserve: float) -> dict[str, Any]:
     return {
         "listen": {"host": "127.0.0.1", "port": 0},
         "models": {"sim-large": {"endpoints": [{"url": url + "/v1"} for url in sims]}},
@@ -81,7 +81,7 @@ def gateway_config(sims: list[str], slots: int, admission: bool, ladder: bool) -
             "enabled": admission,
             "initial_limit": slots, "min_limit": max(2, slots // 2), "max_limit": slots + slots // 2,
             "queue_caps": {"batch": 2 * slots},
-            "critical_reserve": 0.25,
+            "critical_reserve": reserve,
             "scrape_interval_ms": 250,
         },
         "degradation": {
@@ -128,10 +128,10 @@ async def idle(sims: list[str]) -> None:
 
 
 async def through_gateway(tmp: Path, name: str, sims: list[str], slots: int, admission: bool, ladder: bool,
-                          wl: Any) -> tuple[Any, str]:
+                          wl: Any, reserve: float = 0.0) -> tuple[Any, str]:
     await idle(sims)
     path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(gateway_config(sims, slots, admission, ladder)))
+    path.write_text(yaml.safe_dump(gateway_config(sims, slots, admission, ladder, reserve)))
     gw = Child([sys.executable, "-m", "tokenyard", "serve", "--config", str(path)], tmp / f"{name}.log")
     try:
         url = await gw.wait_ready()
@@ -188,7 +188,20 @@ def figures(report: Any, metrics: str, capacity: float) -> dict[str, Any]:
         "degraded_requests": degraded,
         "completion_tokens_per_request": round(sum(r.completion_tokens for r in completed) / max(1, len(completed)), 1),
         "max_degradation_level": _gauge_max(metrics),
+        "mean_queue_wait_ms": {k: _mean_wait_ms(metrics, k) for k in MIX},
     }
+
+
+def _mean_wait_ms(metrics: str, klass: str) -> float | None:
+    """Mean gateway queue wait of ``klass`` from the gateway's own histogram (None when never queued)."""
+    values = {}
+    for line in metrics.splitlines():
+        for part in ("sum", "count"):
+            if line.startswith(f'tokenyard_queue_wait_seconds_{part}{{class="{klass}"}}'):
+                values[part] = float(line.split()[-1])
+    if not values.get("count"):
+        return None
+    return round(values["sum"] / values["count"] * 1000, 1)
 
 
 def _gauge_max(metrics: str) -> float | None:
@@ -230,11 +243,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             if name == "on_no_ladder" and args.skip_no_ladder:
                 continue
             report, metrics = await through_gateway(tmp, name, urls, slots, admission, ladder,
-                                                    workload(f"surge-{name}", rate, args.duration, MIX))
+                                                    workload(f"surge-{name}", rate, args.duration, MIX), args.reserve)
             runs[name] = figures(report, metrics, capacity)
             print(name, json.dumps(runs[name]), flush=True)
         summary = {"capacity_rps": round(capacity, 2), "offered_rps": round(rate, 2), "slots": total_slots,
-                   "premium_low_load_ttft_p95_ms": _ms(low_p95), "duration_s": args.duration, "runs": runs}
+                   "premium_low_load_ttft_p95_ms": _ms(low_p95), "duration_s": args.duration,
+                   "critical_reserve": args.reserve, "runs": runs}
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(table(summary))
         return summary
@@ -261,6 +275,8 @@ def table(s: dict[str, Any]) -> str:
         ("completed req/s", [str(runs[n]["completed_rps"]) for n in names]),
         ("goodput req/s (vs capacity)", [f"{runs[n]['goodput_rps']} ({_pct(runs[n]['goodput_vs_capacity'])})"
                                          for n in names]),
+        ("mean gateway queue wait ms (premium/standard/batch)",
+         ["/".join(str(runs[n]["mean_queue_wait_ms"][k]) for k in MIX) for n in names]),
         ("tokens per completed request", [str(runs[n]["completion_tokens_per_request"]) for n in names]),
         ("degraded requests (max level)", [f"{runs[n]['degraded_requests']} ({runs[n]['max_degradation_level']})"
                                            for n in names]),
@@ -286,6 +302,7 @@ if __name__ == "__main__":
     parser.add_argument("--calibrate", type=float, default=20.0, help="seconds of the capacity and low-load runs")
     parser.add_argument("--slots", type=int, default=8, help="max_num_seqs of each of the two simulators")
     parser.add_argument("--multiplier", type=float, default=3.0, help="offered load / capacity")
+    parser.add_argument("--reserve", type=float, default=0.4, help="admission.critical_reserve of the on runs")
     parser.add_argument("--skip-no-ladder", action="store_true", help="leave out run 5")
     parser.add_argument("--out", default="surge-out")
     runtime.run(main(parser.parse_args()))

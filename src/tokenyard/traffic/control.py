@@ -72,6 +72,7 @@ class TrafficControl:
         self._metrics = metrics
         self._clock = clock
         self.tiers = shed_tiers(config.classes)
+        self._interactive = {name for name, c in config.classes.items() if c.ttft_slo_ms is not None}
         self.limiter = rate_limiter_for(config, clock)
         self.degrade: DegradeEngine | None = None
         if config.degradation.enabled:
@@ -119,7 +120,8 @@ class TrafficControl:
             if child is None:
                 child = self._queue_wait[event.klass] = self._metrics.queue_wait.labels(event.klass)
             child.observe(event.queue_wait_s)
-        if self.degrade is not None and event.kind == DISPATCHED:
+        if self.degrade is not None and event.kind == DISPATCHED and event.klass in self._interactive:
+            # Only classes with a latency objective: a deferred class (batch) waiting is by design, not pressure.
             self.degrade.observe_queue_wait(event.klass, event.queue_wait_s)
 
     async def start(self, session: aiohttp.ClientSession) -> None:
