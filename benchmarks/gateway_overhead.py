@@ -189,7 +189,7 @@ async def measure(args: argparse.Namespace) -> None:
 async def overhead(args: argparse.Namespace, py: str) -> None:
     sim = Child([py, "-m", "tokenyard", "sim", "--profile", "fast", "--port", "0"])
     targets: dict[str, Child] = {}
-    try:
+    try:  # every child started so far is stopped, whatever fails
         targets["proxy"] = Child([py, __file__, "--proxy", sim.url])
         targets["tokenyard"] = Child([py, "-m", "tokenyard", "serve", "--upstream", sim.url, "--port", "0"])
         urls = {"direct": sim.url, "proxy": targets["proxy"].url, "tokenyard": targets["tokenyard"].url}
@@ -231,12 +231,14 @@ async def streams(args: argparse.Namespace, py: str) -> None:
                       f"models: {{'*': {{endpoints: [{endpoints}]}}}}\n"
                       "timeouts: {connect_ms: 10000}\n"
                       "admission: {enabled: false, scrape: false}\n")
-    gateway = Child([py, "-m", "tokenyard", "serve", "--config", str(config)])
     try:
-        idle = gateway.rss_mb()
-        started, most_open, peak = await hold_streams(gateway.url, args.streams, gateway)
+        gateway = Child([py, "-m", "tokenyard", "serve", "--config", str(config)])
+        try:
+            idle = gateway.rss_mb()
+            started, most_open, peak = await hold_streams(gateway.url, args.streams, gateway)
+        finally:
+            gateway.stop()
     finally:
-        gateway.stop()
         for sim in sims:
             sim.stop()
     print(f"{args.streams} streams: {started} got tokens, {most_open} open at once; gateway RSS idle "
