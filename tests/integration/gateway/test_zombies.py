@@ -18,11 +18,14 @@ from tests.integration.gateway.helpers import (
 from tokenyard.sim.testing import running_sim
 
 SLOW = {"ttft_ms": 20.0, "itl_ms": 5.0, "load_factor": 1.0}
+NO_ADMISSION = {"enabled": False, "scrape": False}
 
 
 async def test_streams_left_after_20_tokens_stop_generating() -> None:
     n = 100
-    async with running_sim("fast", **SLOW) as sim, gateway_for([sim]) as gw, aiohttp.ClientSession() as session:
+    # Admission off: all 100 must reach the server at once (admission's own limits have their own tests).
+    async with running_sim("fast", **SLOW) as sim, gateway_for([sim], admission=NO_ADMISSION) as gw, \
+            aiohttp.ClientSession() as session:
         body = chat_body(sim.model, 2000, stream=True)
         seen = await asyncio.gather(*(stream_then_leave(session, gw.base_url, body, 20) for _ in range(n)))
         assert all(count == 20 for count in seen)
