@@ -69,21 +69,24 @@ def _messages(limits: LimitsConfig) -> Schema:
     refusal_part = {"type": "object", "required": ["type", "refusal"],
                     "properties": {"type": {"const": "refusal"}, "refusal": {"type": "string"}}}
     text_only = {"anyOf": [text, {"type": "array", "minItems": 1, "items": text_part}]}
-    user_content = {"anyOf": [text, {"type": "array", "minItems": 1, "items": {"oneOf": [text_part, image_part]}}]}
+    user_content = {"anyOf": [text, {"type": "array", "minItems": 1, "items": {"anyOf": [text_part, image_part]}}]}
     name = _nullable({"type": "string"})
     function_call = {"type": "object", "required": ["name", "arguments"],
                      "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}}}
     tool_call = {"type": "object", "required": ["id", "function"],
                  "properties": {"id": {"type": "string"}, "type": {"const": "function"}, "function": function_call}}
     assistant_content = _nullable({"anyOf": [text, {"type": "array", "minItems": 1,
-                                                    "items": {"oneOf": [text_part, refusal_part]}}]})
-    return {"oneOf": [
+                                                    "items": {"anyOf": [text_part, refusal_part]}}]})
+    assistant = _message("assistant", assistant_content, required=(), name=name,
+                         tool_calls={"type": "array", "minItems": 1, "items": tool_call})
+    assistant["description"] = "content is required unless tool_calls is given"
+    # anyOf, not oneOf: the variants are told apart by the const ``role`` anyway, and anyOf is what fuzzers
+    # (and validators) handle cheaply.
+    return {"anyOf": [
         _message("system", text_only, name=name),
         _message("developer", text_only, name=name),
         _message("user", user_content, name=name),
-        _message("assistant", assistant_content, required=("tool_calls",), name=name,
-                 tool_calls={"type": "array", "minItems": 1, "items": tool_call}),
-        _message("assistant", assistant_content, name=name),
+        assistant,
         _message("tool", text_only, required=("content", "tool_call_id"),
                  tool_call_id={"type": "string", "minLength": 1}),
     ]}
