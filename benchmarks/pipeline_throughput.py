@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,10 @@ async def recovery(log_url: str, sim_url: str, n: int, claim_idle_ms: int, workd
             procs.append(proc)
         stream = "recovery:events"
         producer = asyncio.create_task(_produce(log, stream, n, "r"))
+        deadline = time.monotonic() + LIMIT_S
         while await log.length("recovery:results") < n // 4:
+            if time.monotonic() > deadline:
+                raise SystemExit("recovery: the workers made no progress")
             await asyncio.sleep(0.01)
         held: list[str] = []
         for _ in range(200):  # kill while the victim holds events
@@ -159,8 +163,8 @@ async def recovery(log_url: str, sim_url: str, n: int, claim_idle_ms: int, workd
         await procs[0].wait()
         held_ids = {(await log.read_range(stream, i, i))[0].fields["id"] for i in held}
         await producer
-        deadline = time.monotonic() + LIMIT_S
         recovered_s = None
+        deadline = time.monotonic() + LIMIT_S
         while time.monotonic() < deadline:
             done = {e.fields["event_id"] for e in await log.read_range("recovery:results")}
             if held_ids <= done:
@@ -190,11 +194,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         sqlite_url = f"sqlite://{workdir}/bench.db"
         try:
             report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, shared with other work"}
-            report["throughput_redis"] = await throughput(redis_url, sim_url, args.events, "tput-redis")
-            report["throughput_sqlite"] = await throughput(sqlite_url, sim_url, args.events, "tput-sqlite")
-            report["burst_redis"] = await burst(redis_url, sim_url, args.burst)
-            report["recovery_redis"] = await recovery(redis_url, sim_url, args.events // 2, args.claim_idle_ms,
-                                                      workdir)
+            phases: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+                "throughput_redis": lambda: throughput(redis_url, sim_url, args.events, "tput-redis"),
+                "throughput_sqlite": lambda: throughput(sqlite_url, sim_url, args.events, "tput-sqlite"),
+                "burst_redis": lambda: burst(redis_url, sim_url, args.burst),
+                "recovery_redis": lambda: recovery(redis_url, sim_url, args.events // 2, args.claim_idle_ms,
+                                                   workdir),
+            }
+            for name, phase in phases.items():
+                if args.only and name not in args.only:
+                    continue
+                report[name] = await phase()
+                print(name, json.dumps(report[name]), file=sys.stderr, flush=True)  # progress
             return report
         finally:
             for proc in (sim_proc, redis_proc):
@@ -207,4 +218,5 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--burst", type=int, default=3000)
     parser.add_argument("--claim-idle-ms", type=int, default=1000)
+    parser.add_argument("--only", nargs="*", default=None, help="phases to run (default: all)")
     print(json.dumps(run(main(parser.parse_args())), indent=2))

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -34,10 +35,10 @@ async def gateway(upstream: str) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def _finished(http: aiohttp.ClientSession, base: str, job_id: str) -> dict[str, object]:
+async def _finished(http: aiohttp.ClientSession, base: str, job_id: str) -> dict[str, Any]:
     for _ in range(400):
         async with http.get(f"{base}/v1/batches/{job_id}") as resp:
-            job: dict[str, object] = await resp.json()
+            job: dict[str, Any] = await resp.json()
         if job["status"] in ("completed", "cancelled"):
             return job
         await asyncio.sleep(0.025)

@@ -21,7 +21,7 @@ async def test_backpressure_control_and_lineage_over_http(log_url: str) -> None:
                 assert resp.status == 202
 
             async def paused() -> bool:
-                return service.metrics.paused._value.get() == 1
+                return bool(service.metrics.paused._value.get() == 1)
             await wait_until(paused)
             events = [{"id": f"h{i}", "data": {"text": f"t{i}"}} for i in range(5)]
             async with http.post(base + "/v1/events", json={"events": events}) as resp:
@@ -33,7 +33,7 @@ async def test_backpressure_control_and_lineage_over_http(log_url: str) -> None:
                 assert resp.status == 202
 
             async def drained() -> bool:
-                return service.metrics.events["completed"]._value.get() == 5
+                return bool(service.metrics.events["completed"]._value.get() == 5)
             await wait_until(drained)
 
             async def accepted() -> bool:
