@@ -34,6 +34,7 @@ from tokenyard.security.jwt_auth import AuthError, Identity, JwksSource, JwtSett
 from tokenyard.security.keystore import KeyRecord, KeyStoreCache, SqliteKeyStore
 from tokenyard.security.mtls import identity_from_peercert
 from tokenyard.state import SharedState, StateUnavailable, open_state
+from tokenyard.traffic.ratelimit import RateLimit, RateLimiter
 
 log = logging.getLogger("tokenyard.security")
 
@@ -47,6 +48,7 @@ class Principal:
 
     identity: Identity
     key: KeyConfig
+    from_store: bool = False  # a key-store key: its rpm/tpm are applied by ``store_key_limiter``
 
     @property
     def is_service(self) -> bool:
@@ -115,6 +117,7 @@ class SecurityService:
         self.budgets: BudgetGuard | None = None
         self.admin_port: int | None = None  # set when the admin API has its own listener
         self._tasks: list[asyncio.Task[None]] = []
+        self._store_limiters: dict[str, tuple[RateLimit, RateLimiter]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -208,15 +211,16 @@ class SecurityService:
 
     def _api_key(self, token: str) -> Principal:
         key = self._keys.find(token)
+        from_store = False
         if key is None and self.cache is not None:
             record, status = self.cache.lookup(token)
             if status in ("revoked", "expired"):
                 raise AuthFailure(f"API key {status}", f"{status}_api_key", f"key {status}")
             if record is not None:
-                key = key_from_record(record)
+                key, from_store = key_from_record(record), True
         if key is None:
             raise AuthFailure("invalid API key", "invalid_api_key", "unknown key")
-        return Principal(Identity(kind="key", subject=key.name, tenant=key.tenant), key)
+        return Principal(Identity(kind="key", subject=key.name, tenant=key.tenant), key, from_store)
 
     def _service(self, identity: Identity) -> Principal:
         """A service identity's scope: its tenant (when it names a configured one); models by east-west policy."""
@@ -232,6 +236,21 @@ class SecurityService:
         if not principal.is_service:
             return None
         return self.policy.decide(principal.identity.subject, kind, name)
+
+    def store_key_limiter(self, principal: Principal) -> RateLimiter | None:
+        """The rpm/tpm limiter of a key-store key (config keys' limits are in the gateway's own limiter).
+
+        One small limiter per key name, kept while the key's limits stay the same, so buckets survive reloads.
+        """
+        key = principal.key
+        if not principal.from_store or not (key.rpm or key.tpm):
+            return None
+        limit = RateLimit(rpm=key.rpm, tpm=key.tpm)
+        found = self._store_limiters.get(key.name)
+        if found is None or found[0] != limit:
+            found = (limit, RateLimiter(keys={key.name: limit}))
+            self._store_limiters[key.name] = found
+        return found[1]
 
     def budgets_of(self, key: KeyConfig | None) -> list[Budget]:
         if key is None:

@@ -167,3 +167,15 @@ async def test_token_budgets_stop_a_key_and_a_tenant(tmp_path: Path) -> None:
             assert 1 <= answered < 20
             assert body["error"]["code"] == "budget_exhausted"
             assert scope in body["error"]["message"] and "token budget exhausted" in body["error"]["message"]
+
+
+async def test_key_store_keys_have_their_own_request_rate(tmp_path: Path) -> None:
+    store_path = tmp_path / "keys.db"
+    limited, _ = SqliteKeyStore(store_path).create("acme", name="limited", rpm=2)
+    sections = {**KEYS, "key_store": {"path": str(store_path)}}
+    async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
+            aiohttp.ClientSession() as session:
+        statuses = [(await post(session, gw.base_url, chat("model-a"), token=limited)) for _ in range(3)]
+        assert [s for s, _ in statuses] == [200, 200, 429]
+        assert "key:limited" in statuses[2][1]["error"]["message"]
+        assert (await post(session, gw.base_url, chat("model-a"), token="sk-only-a"))[0] == 200  # others unaffected

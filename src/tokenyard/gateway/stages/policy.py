@@ -3,6 +3,7 @@
 - Service identities (JWT, mTLS) are default-deny: the east-west policy must grant the model (403 otherwise,
   naming the identity and the model). API keys are scoped by their own ``models`` (the model stage).
 - The model's context window (``models.NAME.max_context_tokens``): a request that certainly cannot fit is 400.
+- Key-store keys' own ``rpm``/``tpm`` (config keys' limits are applied by the rate-limit stage).
 - Token budgets of the key and its tenant, per UTC day and month: a caller whose budget is spent gets 429 with
   a message saying which budget; a request that goes on is charged its real usage once it ends.
 """
@@ -19,11 +20,13 @@ from aiohttp import web
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.gateway.stages.ratelimit import estimated_tokens
 from tokenyard.schema import RequestInvalid
 from tokenyard.schema.context import check_context_window
-from tokenyard.security.service import PRINCIPAL
+from tokenyard.security.service import PRINCIPAL, Principal
 from tokenyard.state import StateUnavailable
 from tokenyard.state.periods import period_end
+from tokenyard.traffic.ratelimit import RateTicket
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
@@ -43,19 +46,7 @@ def used_tokens(ctx: RequestContext) -> int:
 def policy_stage(gw: Gateway) -> Stage:
     security = gw.security
 
-    async def check_policy(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
-        principal = ctx.request.get(PRINCIPAL)
-        if principal is not None and ctx.parsed is not None:
-            decision = security.decide(principal, "models", ctx.parsed.model)
-            if decision is not None and not decision.allowed:
-                raise GatewayError(403, f"identity {principal.identity.subject} may not call model "
-                                   f"{ctx.parsed.model!r} (east-west policy: default deny)",
-                                   "model_not_allowed", param="model")
-        if ctx.parsed is not None and ctx.pool is not None:
-            try:
-                check_context_window(ctx.parsed, ctx.pool.config.max_context_tokens)
-            except RequestInvalid as exc:
-                raise GatewayError(exc.status, exc.message, exc.code, param=exc.param) from exc
+    async def charge_budgets(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
         budgets = security.budgets_of(ctx.key)
         guard = security.budgets
         if not budgets or guard is None:
@@ -76,5 +67,39 @@ def policy_stage(gw: Gateway) -> Stage:
                 await guard.charge(budgets, used_tokens(ctx))
             except StateUnavailable as exc:
                 log.warning("request %s: usage not charged to its budget: %s", ctx.request_id, exc)
+
+    async def limit_store_key(ctx: RequestContext, principal: Principal, call_next: Next) -> web.StreamResponse:
+        """rpm/tpm of a key-store key, with the same limiter engine and headers as the rate-limit stage."""
+        limiter = security.store_key_limiter(principal)
+        if limiter is None:
+            return await charge_budgets(ctx, call_next)
+        ticket = RateTicket(ctx.request_id, principal.key.name, "", "", estimated_tokens(ctx))
+        decision = limiter.check(ticket)
+        ctx.response_headers.update({k: v for k, v in decision.headers.items() if k != "retry-after"})
+        if not decision.allowed:
+            raise GatewayError(429, f"rate limit reached for {decision.scope}: {decision.reason}", decision.reason,
+                               outcome="rate_limited", headers={"Retry-After": str(decision.retry_after_s or 1)})
+        try:
+            return await charge_budgets(ctx, call_next)
+        finally:
+            limiter.reconcile(ticket, used_tokens(ctx))
+            limiter.release(ticket)
+
+    async def check_policy(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+        principal = ctx.request.get(PRINCIPAL)
+        if principal is not None and ctx.parsed is not None:
+            decision = security.decide(principal, "models", ctx.parsed.model)
+            if decision is not None and not decision.allowed:
+                raise GatewayError(403, f"identity {principal.identity.subject} may not call model "
+                                   f"{ctx.parsed.model!r} (east-west policy: default deny)",
+                                   "model_not_allowed", param="model")
+        if ctx.parsed is not None and ctx.pool is not None:
+            try:
+                check_context_window(ctx.parsed, ctx.pool.config.max_context_tokens)
+            except RequestInvalid as exc:
+                raise GatewayError(exc.status, exc.message, exc.code, param=exc.param) from exc
+        if principal is not None and principal.from_store:
+            return await limit_store_key(ctx, principal, call_next)
+        return await charge_budgets(ctx, call_next)
 
     return check_policy
