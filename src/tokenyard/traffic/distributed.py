@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenyard.scaleout")
 ABORT_CHANNEL = "abort"
 STATE_DOWN = "shared_state_unavailable"
+FORCE_LIMIT = 1 << 30  # re-registering a held lease must not be refused
 
 
 def scope_limits(config: GatewayConfig) -> dict[str, RateLimit]:
@@ -108,9 +109,12 @@ class LeaseKeeper:
             await asyncio.sleep(self.ttl_s / 3)
             for resource, holder in list(self.held):
                 try:
-                    await self._state.renew_lease(resource, holder, self.ttl_s)
+                    if not await self._state.renew_lease(resource, holder, self.ttl_s) \
+                            and (resource, holder) in self.held:
+                        # Redis forgot it (a restart, or a renewal missed): the request still runs, count it again.
+                        await self._state.acquire_lease(resource, holder, FORCE_LIMIT, self.ttl_s)
                 except StateUnavailable:
-                    break  # Redis is down: try again next round (a restarted Redis forgot the lease anyway)
+                    break  # Redis is down: try again next round
 
 
 class GlobalLimiter:

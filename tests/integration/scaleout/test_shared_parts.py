@@ -3,6 +3,7 @@ index shared through Redis between two replicas."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import numpy as np
@@ -81,3 +82,23 @@ async def test_a_semantic_entry_written_on_one_replica_is_found_on_another(redis
     finally:
         await one.aclose()
         await two.aclose()
+
+
+async def test_a_held_lease_that_redis_forgot_is_registered_again(redis_server: RedisServer) -> None:
+    state = open_state(redis_server.url)
+    keeper = LeaseKeeper(state, ttl_s=0.6)
+    keeper.start()
+    try:
+        assert await keeper.acquire("budget:chat", "r1", 1)
+        await asyncio.to_thread(redis_server.restart)  # an empty Redis: the lease is gone
+        assert await state.lease_count("budget:chat") == 0
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if await state.lease_count("budget:chat") == 1:
+                break
+        assert await state.lease_count("budget:chat") == 1  # the running request counts again
+        await keeper.release("budget:chat", "r1")
+        assert await state.lease_count("budget:chat") == 0
+    finally:
+        await keeper.close()
+        await state.aclose()
