@@ -50,19 +50,26 @@ class JwtSettings:
 
 
 class JwksSource:
-    """Holds the JWKS; reloads a URL source after ``ttl_s`` or when a token names an unknown key id."""
+    """Holds the JWKS; reloads it after ``ttl_s``, or when a token names an unknown key id (key rotation).
+
+    Reloads for unknown key ids are throttled to one per ``min_reload_s``: otherwise every token with a made-up
+    ``kid`` would make the gateway fetch the JWKS URL again (a cheap amplification attack on the identity
+    provider and on the gateway itself).
+    """
 
     def __init__(
         self,
         settings: JwtSettings,
         fetch: Callable[[str], bytes] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        min_reload_s: float = 10.0,
     ) -> None:
         if (settings.jwks_file is None) == (settings.jwks_url is None):
             raise ValueError("exactly one of jwks_file and jwks_url must be set")
         self._settings = settings
         self._fetch = fetch
         self._clock = clock
+        self._min_reload_s = min_reload_s
         self._keys: dict[str, PyJWK] = {}
         self._loaded_at = float("-inf")
 
@@ -80,9 +87,13 @@ class JwksSource:
         self._keys = {str(k.key_id): k for k in keyset.keys if k.key_id}
         self._loaded_at = self._clock()
 
+    def refresh(self) -> None:
+        """Load the JWKS now (the gateway calls this off the event loop, at start and every ``ttl_s / 2``)."""
+        self._load()
+
     def key(self, kid: str) -> PyJWK:
-        stale = self._clock() - self._loaded_at > self._settings.jwks_ttl_s
-        if stale or kid not in self._keys:
+        age = self._clock() - self._loaded_at
+        if age > self._settings.jwks_ttl_s or (kid not in self._keys and age > self._min_reload_s):
             self._load()
         found = self._keys.get(kid)
         if found is None:

@@ -100,12 +100,16 @@ class SecurityService:
         self.cache = KeyStoreCache(self.store, clock) if self.store is not None else None
         self._poll_s = config.key_store.poll_ms / 1000 if config.key_store is not None else 0.5
         self.jwt: JwtVerifier | None = None
+        self._jwks: JwksSource | None = None
+        self._jwks_refresh_s = 150.0
         if config.jwt is not None:
             j = config.jwt
             settings = JwtSettings(issuer=j.issuer, audience=j.audience, jwks_file=j.jwks_file,
                                    jwks_url=j.jwks_url, leeway_s=j.leeway_ms / 1000, jwks_ttl_s=j.jwks_ttl_ms / 1000,
                                    tenant_claim=j.tenant_claim)
-            self.jwt = JwtVerifier(settings, JwksSource(settings, fetch=_fetch_url))
+            self._jwks = JwksSource(settings, fetch=_fetch_url)
+            self.jwt = JwtVerifier(settings, self._jwks)
+            self._jwks_refresh_s = settings.jwks_ttl_s / 2
         rules = config.eastwest.rules if config.eastwest is not None else ()
         self.policy = EastWestPolicy(
             PolicyRule(name=r.name or f"rule-{i}", identities=r.identities, models=r.models, routes=r.routes,
@@ -124,6 +128,10 @@ class SecurityService:
         """Load the key store, start polling it, open the budget state and listen for revocations."""
         self.state = open_state(self.config.state)
         self.budgets = BudgetGuard(self.state)
+        if self._jwks is not None and self.config.jwt is not None and self.config.jwt.jwks_url is not None:
+            # A JWKS URL is fetched off the event loop, ahead of its TTL, so requests rarely wait on it.
+            await self._refresh_jwks()
+            self._tasks.append(asyncio.create_task(self._keep_jwks_fresh(), name="tokenyard-jwks-refresh"))
         if self.cache is not None:
             await asyncio.to_thread(self.cache.refresh)
             self._tasks.append(asyncio.create_task(self._poll_store(), name="tokenyard-keystore-poll"))
@@ -148,6 +156,18 @@ class SecurityService:
             await asyncio.to_thread(self.cache.refresh)
         except Exception as exc:  # a locked or vanished store must not stop the gateway: keep the last index
             log.warning("key store refresh failed: %s", exc)
+
+    async def _refresh_jwks(self) -> None:
+        assert self._jwks is not None
+        try:
+            await asyncio.to_thread(self._jwks.refresh)
+        except (AuthError, OSError, ValueError) as exc:
+            log.warning("JWKS refresh failed: %s", exc)
+
+    async def _keep_jwks_fresh(self) -> None:
+        while True:
+            await asyncio.sleep(self._jwks_refresh_s)
+            await self._refresh_jwks()
 
     async def _poll_store(self) -> None:
         while True:

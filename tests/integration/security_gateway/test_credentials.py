@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import aiohttp
+import jwt
+from aiohttp import web
 from click.testing import CliRunner
 
 from tests.integration.security_gateway.helpers import Issuer, chat, gateway_config, post
@@ -179,3 +181,36 @@ async def test_key_store_keys_have_their_own_request_rate(tmp_path: Path) -> Non
         assert [s for s, _ in statuses] == [200, 200, 429]
         assert "key:limited" in statuses[2][1]["error"]["message"]
         assert (await post(session, gw.base_url, chat("model-a"), token="sk-only-a"))[0] == 200  # others unaffected
+
+
+async def test_jwks_from_a_url_is_fetched_ahead_and_not_on_demand(tmp_path: Path) -> None:
+    issuer = Issuer(tmp_path)
+    hits: list[str] = []
+
+    async def jwks(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(body=issuer.jwks_file.read_bytes(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/jwks", jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/jwks"
+    rag = "spiffe://prod/ns/rag/sa/worker"
+    section = {**issuer.section(), "jwks_url": url}
+    del section["jwks_file"]
+    sections = {**KEYS, "jwt": section,
+                "eastwest": {"rules": [{"name": "rag", "identities": [rag], "models": ["model-a"]}]}}
+    try:
+        async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
+                aiohttp.ClientSession() as session:
+            assert hits == ["/jwks"]  # loaded at start
+            assert (await post(session, gw.base_url, chat("model-a"), token=issuer.token(rag)))[0] == 200
+            for n in range(20):  # tokens naming key ids nobody issued: refused without refetching each time
+                bogus = jwt.encode({"sub": rag}, issuer.key, algorithm="RS256", headers={"kid": f"k{n + 2}"})
+                assert (await post(session, gw.base_url, chat("model-a"), token=bogus))[0] == 401
+            assert len(hits) == 1
+    finally:
+        await runner.cleanup()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 from tokenyard.security.budgets import Budget, BudgetGuard, budgets_for
 from tokenyard.security.http_guard import suspicious_path
+from tokenyard.security.jwt_auth import AuthError, JwksSource, JwtSettings
 from tokenyard.security.keystore import KeyRecord
 from tokenyard.security.service import key_from_record, looks_like_jwt
 from tokenyard.state import MemoryState
@@ -64,3 +68,31 @@ def test_suspicious_paths(path: str) -> None:
 ])
 def test_ordinary_paths(path: str) -> None:
     assert not suspicious_path(path)
+
+
+def test_unknown_key_ids_cannot_make_the_gateway_refetch_the_jwks() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": "k1", "alg": "RS256"})
+    document = json.dumps({"keys": [jwk]}).encode()
+    fetched: list[str] = []
+    now = [1000.0]
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        return document
+
+    settings = JwtSettings(issuer="i", audience="a", jwks_url="https://idp.test/jwks", jwks_ttl_s=300)
+    source = JwksSource(settings, fetch=fetch, clock=lambda: now[0], min_reload_s=10)
+    assert source.key("k1").key_id == "k1" and len(fetched) == 1
+    for attempt in range(50):
+        with pytest.raises(AuthError):
+            source.key(f"made-up-{attempt}")
+    assert len(fetched) == 1  # throttled
+    now[0] += 11
+    with pytest.raises(AuthError):
+        source.key("made-up-again")
+    assert len(fetched) == 2  # a rotation is still picked up after min_reload_s
+    now[0] += 400
+    source.key("k1")
+    assert len(fetched) == 3  # and the TTL still applies
