@@ -166,7 +166,11 @@ class LLMSim(SimService):
         while not handle.finished and not handle.aborted:
             if drop_after is not None and handle.available >= drop_after:
                 return self._drop(request, handle)
-            await handle.wait_beyond(handle.available if drop_after is not None else seq.target_output - 1)
+            # Wait for the token that matters next: the drop point, else the last one. Once every token is
+            # available, wait for ``finished`` itself: the engine reports it in a later phase of the same step,
+            # after yielding, so waiting "beyond target - 1" would return at once and spin without yielding.
+            have = handle.available if drop_after is not None else max(seq.target_output - 1, handle.available)
+            await handle.wait_beyond(have)
         if fault.spike_ms:
             await asyncio.sleep(fault.spike_ms / 1000.0)
         text = answer_text(handle.text_start, handle.text_stride, seq.num_output)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any, cast
 
 import aiohttp
 import openai
@@ -145,3 +146,28 @@ async def test_health_metrics_and_reset() -> None:
         await sim.reset()
         stats = await sim.stats()
         assert stats["generated_tokens"] == 0 and stats["completed_requests"] == 0
+
+
+async def test_non_streaming_beside_streams_completes() -> None:
+    """Regression: when a step mixes engine-written streams with non-streaming requests, the engine reports
+    ``finished`` one phase after the last token, yielding in between; a non-streaming handler woken there must
+    wait for it, not spin (which froze the event loop, and the demo with it)."""
+    async with running_sim(profile="large", seed=3, ttft_ms=20.0, itl_ms=2.0) as sim, aiohttp.ClientSession() as s:
+        async def whole(i: int) -> int:
+            body = {"model": sim.model, "max_tokens": 5 + i, "messages": [{"role": "user", "content": f"q{i}"}]}
+            async with s.post(sim.base_url + "/v1/chat/completions", json=body) as resp:
+                assert resp.status == 200
+                answer = cast(dict[str, Any], await resp.json())
+                return int(answer["usage"]["completion_tokens"])
+
+        async def stream(i: int) -> int:
+            body = {"model": sim.model, "max_tokens": 40, "stream": True,
+                    "messages": [{"role": "user", "content": f"s{i}"}]}
+            async with s.post(sim.base_url + "/v1/chat/completions", json=body) as resp:
+                assert resp.status == 200
+                return (await resp.read()).count(b"data: ")
+
+        results = await asyncio.wait_for(
+            asyncio.gather(*(stream(i) for i in range(4)), *(whole(i) for i in range(8))), timeout=20)
+        assert results[4:] == [5 + i for i in range(8)]
+        assert all(events > 40 for events in results[:4])
