@@ -52,6 +52,7 @@ class RequestContext:
         "started",
         "status",
         "task",
+        "tcp_retransmits",
         "tenant",
         "tenant_config",
         "ttft",
@@ -86,6 +87,7 @@ class RequestContext:
         self.abort_started = 0.0
         self.response_headers: dict[str, str] = {}
         self.phases: dict[str, float] | None = None  # latency attribution (upstream.attribution), seconds
+        self.tcp_retransmits = 0  # upstream TCP retransmits while answering (TCP_INFO)
 
     def cancel(self, reason: str, now: float) -> bool:
         """Stop this request from the gateway side (``admin``, ``deadline``, ``upstream_timeout``).

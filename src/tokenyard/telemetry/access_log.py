@@ -28,6 +28,7 @@ class AccessLine(msgspec.Struct):
     queue_ms: float = 0.0
     abort_reason: str = ""
     phases_ms: dict[str, float] | None = None
+    tcp_retransmits: int = 0
 
 
 class AccessLog:
@@ -52,6 +53,7 @@ class AccessLog:
             prompt_tokens=ctx.prompt_tokens, completion_tokens=ctx.completion_tokens,
             queue_ms=round(ctx.queue_s * 1000, 3), abort_reason=ctx.abort_reason,
             phases_ms={k: round(v * 1000, 3) for k, v in ctx.phases.items()} if ctx.phases else None,
+            tcp_retransmits=ctx.tcp_retransmits,
         )
         self._out.write(self._encoder.encode(line) + b"\n")
         self._out.flush()

@@ -95,6 +95,9 @@ class GatewayMetrics:
                                         "Each request's time by phase (queue, connect, network, upstream_queue, "
                                         "prefill, decode, upstream) per backend.", ("backend", "phase"),
                                         buckets=QUEUE_BUCKETS, registry=r)
+        self.upstream_retransmits = Counter("tokenyard_upstream_tcp_retransmits",
+                                            "TCP segments retransmitted on upstream connections while answering "
+                                            "(TCP_INFO).", ("backend",), registry=r)
         # The client path (docs/resume.md): disconnects, reconnects and resumes of streams, their cost.
         self.stream_disconnects = Counter("tokenyard_stream_disconnects", "Clients that left a stream mid-answer, "
                                           "by class and whether the stream stays resumable.",

@@ -40,7 +40,7 @@ from tokenyard.traffic.retry import (
     hedge,
     run_with_retries,
 )
-from tokenyard.upstream.attribution import UPSTREAM_QUEUE_HEADER, PhaseClock, tcp_info
+from tokenyard.upstream.attribution import UPSTREAM_QUEUE_HEADER, PhaseClock
 from tokenyard.upstream.client import UpstreamClient
 from tokenyard.upstream.pools import Endpoint, Pool
 from tokenyard.upstream.scrape import LoadScraper, ScrapeConfig, metrics_url
@@ -99,11 +99,10 @@ class Attempt:
         if outcome == "upstream_interrupted":
             self.pool.health.report(self.endpoint.name, Outcome.FAILURE)
             self._router.refresh_gauges()
-        self.clock.first_token_at = ttft_at
-        self.clock.done_at = monotonic()
+        self.clock.at_end(monotonic(), ttft_at)
         phases = self.clock.phases()
         if observe:
-            self._router.observe_phases(self.endpoint.name, phases)
+            self._router.observe_phases(self.endpoint.name, phases, self.clock.retransmits)
         return phases
 
 
@@ -214,9 +213,11 @@ class Router:
         for name, value in up.items():
             self._endpoints[name].set_up(value)
 
-    def observe_phases(self, backend: str, phases: dict[str, float]) -> None:
+    def observe_phases(self, backend: str, phases: dict[str, float], retransmits: int = 0) -> None:
         for phase, seconds in phases.items():
             self._phase_hist.labels(backend, phase).observe(seconds)
+        if retransmits:
+            self.metrics.upstream_retransmits.labels(backend).inc(retransmits)
 
     # ----- policy -----
 
@@ -365,10 +366,9 @@ class Router:
         try:
             response = await self.client.session.post(endpoint.url + path, data=body, headers=headers,
                                                       allow_redirects=False, trace_request_ctx=clock)
-            clock.head_at = monotonic()
             connection = response.connection
-            if connection is not None and connection.transport is not None:
-                clock.tcp = tcp_info(connection.transport.get_extra_info("socket"))
+            transport = connection.transport if connection is not None else None
+            clock.at_head(transport.get_extra_info("socket") if transport is not None else None, monotonic())
             clock.upstream_queue_from(response.headers.get(UPSTREAM_QUEUE_HEADER))
             if response.status < 300:
                 if not req.stream:

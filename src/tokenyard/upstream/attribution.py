@@ -68,8 +68,8 @@ def tcp_info(sock: object) -> TcpInfo | None:
 class PhaseClock:
     """Time stamps (``time.monotonic()``) of one upstream attempt, filled in as it goes."""
 
-    __slots__ = ("connect_s", "done_at", "first_token_at", "head_at", "queue_s", "sent_at", "tcp",
-                 "upstream_queue_s")
+    __slots__ = ("connect_s", "done_at", "first_token_at", "head_at", "queue_s", "retransmits", "sent_at", "sock",
+                 "tcp", "upstream_queue_s")
 
     def __init__(self, sent_at: float, queue_s: float = 0.0) -> None:
         self.queue_s = queue_s
@@ -79,7 +79,25 @@ class PhaseClock:
         self.first_token_at: float | None = None
         self.done_at: float | None = None
         self.tcp: TcpInfo | None = None
+        self.sock: object | None = None  # the upstream socket, read again at the end for retransmits
+        self.retransmits = 0
         self.upstream_queue_s = 0.0
+
+    def at_head(self, sock: object, now: float) -> None:
+        """The response head arrived on ``sock``: read its RTT and retransmit count."""
+        self.head_at = now
+        self.sock = sock
+        self.tcp = tcp_info(sock)
+
+    def at_end(self, now: float, first_token_at: float | None) -> None:
+        """The answer ended: the TCP segments retransmitted on the connection while it was being answered."""
+        self.done_at = now
+        self.first_token_at = first_token_at
+        if self.sock is not None and self.tcp is not None:
+            end = tcp_info(self.sock)
+            if end is not None:
+                self.retransmits = max(0, end.total_retrans - self.tcp.total_retrans)
+        self.sock = None
 
     def upstream_queue_from(self, header: str | None) -> None:
         """Read the backend's own queue time from its response header, when it sends one."""

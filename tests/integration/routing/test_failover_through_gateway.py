@@ -1,4 +1,4 @@
-"""One of three simulators is killed mid-load behind the gateway.
+"""One of three simulators (separate processes) is killed (SIGKILL) mid-load behind the gateway.
 
 No non-streaming request may fail; a stream may fail only if it had already started (its head was relayed
 before the kill); everything sent after the kill succeeds. The dead endpoint is reported down.
@@ -8,20 +8,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 
-from tests.integration.routing.helpers import chat, endpoints, metric, routing_config
+from tests.integration.routing.helpers import chat, metric, routing_config
 from tokenyard.gateway.app import running_gateway
-from tokenyard.sim.testing import running_sim
+
+
+@contextlib.asynccontextmanager
+async def sim_process(seed: int) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``tokenyard sim`` in its own process; yields (process, base URL); killed by PID at the end."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tokenyard", "sim", "--port", "0", "--profile", "fast", "--seed", str(seed),
+        "--itl-ms", "5", stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while "listening on" not in line:
+            line = (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
+            assert line, "the simulator exited before listening"
+        yield proc, line.rsplit(" ", 1)[1].strip()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
 
 
 async def test_killing_one_of_three_fails_only_started_streams() -> None:
     async with contextlib.AsyncExitStack() as stack:
-        sims = [await stack.enter_async_context(running_sim("fast", seed=i, itl_ms=5.0)) for i in range(3)]
+        procs = [await stack.enter_async_context(sim_process(i)) for i in range(3)]
+        urls = [url for _, url in procs]
         config = routing_config(
-            {"chat": {"endpoints": endpoints(sims), "picker": "least-load", "upstream_model": sims[0].model}},
+            {"chat": {"endpoints": [{"url": url + "/v1", "name": f"sim{i}"} for i, url in enumerate(urls)],
+                      "picker": "least-load", "upstream_model": "sim-fast"}},
             routing={"outlier": {"consecutive_failures": 2, "base_ejection_ms": 60000, "max_ejection_ms": 60000},
                      "health": {"interval_ms": 200, "timeout_ms": 500}, "retry_min_concurrent": 10},
             # A third of the load fails at once when its backend dies: the budget must cover that burst.
@@ -44,7 +66,7 @@ async def test_killing_one_of_three_fails_only_started_streams() -> None:
         async def kill() -> None:
             await asyncio.sleep(0.4)
             killed_at.append(time.monotonic())
-            await sims[0].server.stop()
+            procs[0][0].kill()
 
         killer = asyncio.create_task(kill())
         results: list[tuple[bool, bool, float, bool]] = []
@@ -63,7 +85,10 @@ async def test_killing_one_of_three_fails_only_started_streams() -> None:
         assert metric(gw, "tokenyard_backend_up", {"backend": "sim0"}) == 0
         assert metric(gw, "tokenyard_backend_up", {"backend": "sim1"}) == 1
         assert metric(gw, "tokenyard_backend_inflight", {"backend": "sim1"}) == 0
-        survivors = sum([(await sim.stats())["completed_requests"] for sim in sims[1:]])
+        survivors = 0
+        for url in urls[1:]:
+            async with session.get(url + "/sim/stats") as resp:
+                survivors += (await resp.json())["completed_requests"]
         assert survivors >= 100
         async with session.get(gw.base_url + "/readyz") as resp:
             assert resp.status == 200

@@ -87,5 +87,6 @@ def forward_terminal(gw: Gateway) -> Next:
             if attempt is not None:
                 attempt.response.release()
                 ctx.phases = attempt.finish(ctx.outcome, ctx.started + ctx.ttft if ctx.ttft is not None else None)
+                ctx.tcp_retransmits = attempt.clock.retransmits
 
     return forward
