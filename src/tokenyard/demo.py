@@ -1,21 +1,21 @@
-"""``tokenyard demo``: a simulated fleet behind the gateway, a short mixed workload, and what it saw.
+"""``tokenyard demo``: the guided tour, on embedded defaults (no config file, nothing to install but tokenyard).
 
-Everything runs in this process on free loopback ports with embedded defaults (no config file): three ``large``
-simulators, a gateway with one pool ``chat`` over them, and a bounded workload of a few classes, streaming and
-not, with some clients that leave early. The lead will swap the workload for the bench engine.
+In this one process, on free loopback ports: a simulated fleet (three ``large`` simulators serving ``chat`` and
+one smaller, faster one serving ``chat-small``, the degradation ladder's fallback), the gateway in front of them
+with the dashboard, and a surge workload from the bench engine (three classes, a Poisson base rate that triples
+for the middle third of the run, some impatient users who leave mid-answer). The fleet is deliberately small
+(few batch slots per simulator) so that the surge overloads it and admission, shedding and degradation have
+something to do. At the end the per-class SLO report is printed, with what the gateway did about the surge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import statistics
-import time
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import click
 
 from tokenyard import runtime
@@ -23,132 +23,127 @@ from tokenyard.config import GatewayConfig, parse_config
 from tokenyard.gateway.app import running_gateway
 from tokenyard.sim.testing import running_sim
 
+if TYPE_CHECKING:
+    from tokenyard.gateway.app import RunningGateway
+    from tokenyard.gateway.services import Gateway
+
 FLEET_SIZE = 3
-CLASSES = ("premium", "standard", "batch")
-CLASS_WEIGHTS = (0.2, 0.5, 0.3)
-MAX_REQUESTS = 600
-CONCURRENCY = 24
-EARLY_LEAVE_RATE = 0.1
+SLOTS_PER_SIM = 6  # small on purpose: the surge must overload the fleet for admission to matter
+SURGE_RUN_S = 45.0  # the workload's length when the demo runs until Ctrl-C
 
 
-@dataclass
-class ClassStats:
-    requests: int = 0
-    completed: int = 0
-    aborted: int = 0
-    failed: int = 0
-    ttft_ms: list[float] = field(default_factory=list)
-
-
-def demo_config(urls: list[str]) -> GatewayConfig:
+def demo_config(large_urls: list[str], small_url: str) -> GatewayConfig:
+    """Embedded defaults: one pool per model, the small model as ``chat``'s fallback, default classes."""
     return parse_config({
         "listen": {"host": "127.0.0.1", "port": 0},
-        "models": {"chat": {"endpoints": [{"url": url + "/v1"} for url in urls], "upstream_model": "sim-large"}},
+        "models": {
+            "chat": {"endpoints": [{"url": url + "/v1"} for url in large_urls], "upstream_model": "sim-large",
+                     "picker": "prefix-affinity", "fallback": ["chat-small"]},
+            "chat-small": {"endpoints": [{"url": small_url + "/v1"}], "upstream_model": "sim-fast"},
+        },
         "access_log": {"enabled": False},
     }, env={})
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, rng: random.Random, stats: dict[str, ClassStats]
-                      ) -> None:
-    klass = rng.choices(CLASSES, CLASS_WEIGHTS)[0]
-    stream = rng.random() < 0.7
-    leave_after = rng.randint(1, 10) if rng.random() < EARLY_LEAVE_RATE else None
-    body = {"model": "chat", "stream": stream, "max_tokens": rng.randint(16, 96),
-            "messages": [{"role": "user", "content": "Tell me about traffic engineering. " * rng.randint(1, 20)}]}
-    entry = stats[klass]
-    entry.requests += 1
-    started = time.perf_counter()
-    try:
-        async with session.post(url + "/v1/chat/completions", json=body,
-                                headers={"x-tokenyard-class": klass}) as resp:
-            if resp.status != 200:
-                entry.failed += 1
-                await resp.read()
-                return
-            if not stream:
-                await resp.read()
-                entry.completed += 1
-                return
-            tokens = 0
-            async for line in resp.content:
-                if line.startswith(b"data: ") and b'"content":"' in line and b'"content":""' not in line:
-                    if tokens == 0:
-                        entry.ttft_ms.append((time.perf_counter() - started) * 1000)
-                    tokens += 1
-                    if leave_after is not None and tokens >= leave_after:
-                        resp.close()
-                        entry.aborted += 1
-                        return
-                elif b"event: error" in line:
-                    entry.failed += 1
-                    return
-            entry.completed += 1
-    except aiohttp.ClientError:
-        entry.failed += 1
+def demo_workload(duration_s: float) -> dict[str, Any]:
+    """The built-in surge, scaled to ``duration_s``: base load, a 3x surge in the middle third, base again."""
+    third = max(duration_s / 3.0, 0.5)
+    return {
+        "name": "demo-surge",
+        "model": "chat",
+        "duration_s": duration_s,
+        "max_requests": 4000,
+        "arrival": {"kind": "surge", "rate": 6, "multiplier": 3, "start_s": third, "length_s": third},
+        "prompt_tokens": {"dist": "lognormal", "mean": 200, "sigma": 0.5, "min": 16, "max": 2000},
+        "output_tokens": {"dist": "uniform", "min": 24, "max": 120},
+        "shared_prefix": {"share": 0.4, "count": 4, "tokens": 256},
+        "classes": {
+            "premium": {"weight": 1, "ttft_ms": 500, "itl_ms": 50},
+            "standard": {"weight": 3, "ttft_ms": 2000, "itl_ms": 100},
+            "batch": {"weight": 2},
+        },
+        "abandonment": {"probability": 0.05, "after_ms": 2000},
+    }
 
 
-async def workload(url: str, stats: dict[str, ClassStats], until: float, seed: int = 0) -> None:
-    """At most ``MAX_REQUESTS`` requests by ``CONCURRENCY`` closed-loop clients, stopping at ``until``."""
-    rng = random.Random(seed)
-    remaining = MAX_REQUESTS
-    loop = asyncio.get_running_loop()
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal remaining
-        while remaining > 0 and loop.time() < until:
-            remaining -= 1
-            await one_request(session, url, rng, stats)
-
-    async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(client(session) for _ in range(CONCURRENCY)))
-
-
-def _pct(values: list[float], q: float) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.0f}"
-    return f"{statistics.quantiles(values, n=100, method='inclusive')[int(q) - 1]:.0f}"
+def gateway_story(gw: Gateway) -> list[str]:
+    """What the gateway did, read from its own metrics registry: shedding, zombies stopped, degradation."""
+    totals: dict[str, float] = {}
+    for family in gw.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == "tokenyard_requests_total":
+                outcome = sample.labels.get("outcome", "")
+                totals[outcome] = totals.get(outcome, 0.0) + sample.value
+            elif sample.name == "tokenyard_upstream_aborts_total":
+                totals["aborts"] = totals.get("aborts", 0.0) + sample.value
+            elif sample.name == "tokenyard_degradation_actions_total":
+                totals["degraded"] = totals.get("degraded", 0.0) + sample.value
+    return [
+        f"gateway: {totals.get('completed', 0):.0f} completed, {totals.get('shed', 0):.0f} shed early, "
+        f"{totals.get('expired', 0):.0f} expired in queue, {totals.get('rate_limited', 0):.0f} rate limited",
+        f"gateway: {totals.get('aborts', 0):.0f} upstream generations stopped when their clients left (no zombies), "
+        f"{totals.get('degraded', 0):.0f} degradation actions applied",
+    ]
 
 
-def print_table(stats: dict[str, ClassStats], url: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+async def run_demo(duration: float | None, load: bool, out: str | None) -> None:
+    from tokenyard.bench import parse_workload, run_workload
 
-    table = Table(title=f"tokenyard demo — gateway {url}")
-    for column in ("class", "requests", "completed", "aborted", "failed", "TTFT p50 ms", "TTFT p95 ms"):
-        table.add_column(column, justify="right" if column != "class" else "left")
-    for name in CLASSES:
-        s = stats[name]
-        table.add_row(name, str(s.requests), str(s.completed), str(s.aborted), str(s.failed),
-                      _pct(s.ttft_ms, 50), _pct(s.ttft_ms, 95))
-    Console().print(table)
-
-
-async def run_demo(duration: float | None, load: bool) -> None:
     async with AsyncExitStack() as stack:
-        sims = [await stack.enter_async_context(running_sim("large", seed=i)) for i in range(FLEET_SIZE)]
-        gw = await stack.enter_async_context(running_gateway(demo_config([s.base_url for s in sims])))
+        sims = [await stack.enter_async_context(running_sim("large", seed=i, max_num_seqs=SLOTS_PER_SIM))
+                for i in range(FLEET_SIZE)]
+        small = await stack.enter_async_context(running_sim("fast", seed=99, ttft_ms=30.0, itl_ms=4.0))
+        gw = await stack.enter_async_context(
+            running_gateway(demo_config([s.base_url for s in sims], small.base_url)))
         print(f"tokenyard demo listening on {gw.base_url}", flush=True)
-        print(f"  OpenAI API: {gw.base_url}/v1 (model 'chat'), metrics: {gw.base_url}/metrics", flush=True)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + duration if duration is not None else float("inf")
-        stats = {name: ClassStats() for name in CLASSES}
-        load_task = asyncio.create_task(workload(gw.base_url, stats, end)) if load else None
+        print(f"  fleet: {', '.join(s.base_url for s in sims)} (chat), {small.base_url} (chat-small)", flush=True)
+        print(f"  OpenAI API: {gw.base_url}/v1 (models 'chat', 'chat-small')", flush=True)
+        print(f"  dashboard:  {gw.base_url}/dashboard", flush=True)
+        print(f"  metrics:    {gw.base_url}/metrics", flush=True)
+        stop = asyncio.Event()
+        report_task = None
+        if load:
+            run_s = max(duration - 1.0, 1.0) if duration is not None else SURGE_RUN_S
+            print(f"  running a {run_s:.0f} s surge workload (3x load in the middle third) ...", flush=True)
+            report_task = asyncio.create_task(run_workload(
+                gw.base_url, parse_workload(demo_workload(run_s)), out_dir=out, progress=True, stop=stop))
         try:
-            await runtime.wait_for_shutdown(duration)
+            if duration is not None:
+                await runtime.wait_for_shutdown(duration)
+            elif report_task is not None:
+                # Until Ctrl-C: show the report once the surge is over, then keep serving.
+                shutdown = asyncio.create_task(runtime.wait_for_shutdown())
+                await asyncio.wait({shutdown, report_task}, return_when=asyncio.FIRST_COMPLETED)
+                if not shutdown.done():
+                    _print_report(report_task.result().summary, gw, out)
+                    report_task = None
+                    print("  still serving; Ctrl-C to stop", flush=True)
+                    await shutdown
+            else:
+                await runtime.wait_for_shutdown()
         finally:
-            if load_task is not None:
-                load_task.cancel()
+            if report_task is not None:
+                stop.set()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await load_task
-            if load:
-                print_table(stats, gw.base_url)
+                    summary = (await report_task).summary
+                    _print_report(summary, gw, out)
+
+
+def _print_report(summary: dict[str, Any], gw: RunningGateway, out: str | None) -> None:
+    from tokenyard.bench.cli import print_summary
+
+    print_summary(summary)
+    for line in gateway_story(gw.gateway):
+        print("  " + line, flush=True)
+    if out:
+        print(f"  report written to {Path(out) / 'report.html'}", flush=True)
 
 
 @click.command("demo")
-@click.option("--duration", type=float, default=None, help="Seconds to run (default: until Ctrl-C).")
-@click.option("--no-load", is_flag=True, help="Start the fleet and gateway without the workload.")
-def command(duration: float | None, no_load: bool) -> None:
-    """Simulated fleet + gateway + a short mixed workload, on embedded defaults."""
-    runtime.run(run_demo(duration, not no_load))
+@click.option("--duration", type=float, default=None, help="Seconds to run, then exit 0 (default: until Ctrl-C).")
+@click.option("--no-load", is_flag=True, help="Start the fleet and gateway without the surge workload.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Also write the bench report (report.json, plots, report.html) to this folder.")
+def command(duration: float | None, no_load: bool, out: str | None) -> None:
+    """Simulated fleet + gateway + dashboard + a surge workload, on embedded defaults; prints the SLO report."""
+    runtime.run(run_demo(duration, not no_load, out))
