@@ -3,6 +3,8 @@
 Starts its own redis-server and a `fast` simulator (`tokenyard sim --profile fast`, a separate process) on free
 loopback ports, ended by PID. Three measurements, each bounded in count and time:
 
+0. ceiling: a bare aiohttp client sends the same streamed requests to the same simulator (64 at once): the most
+   this machine allows right now, for comparison.
 1. throughput: N events already in the log, one worker (in this process) drains them; events/s = N / time from
    start to the last ack. On Redis Streams and on the embedded SQLite log.
 2. burst: the worker runs while a producer appends a burst of B events as fast as it can; peak lag and the time
@@ -91,6 +93,25 @@ async def _wait_drained(log: EventLog, stream: str, results: str, n: int) -> Non
             return
         await asyncio.sleep(0.02)
     raise SystemExit(f"not drained within {LIMIT_S} s")
+
+
+async def ceiling(sim_url: str, n: int) -> dict[str, Any]:
+    """The same requests from a bare aiohttp client (64 at once): what this machine allows at all right now."""
+    import aiohttp
+
+    body = json.dumps({"model": "sim-fast", "messages": [{"role": "user", "content": "Summarize: event 1"}],
+                       "max_tokens": 16, "stream": True, "stream_options": {"include_usage": True}}).encode()
+    slots = asyncio.Semaphore(64)
+    async with aiohttp.ClientSession() as session:
+        async def one() -> None:
+            async with slots, session.post(sim_url + "/v1/chat/completions", data=body,
+                                           headers={"Content-Type": "application/json"}) as resp:
+                async for _ in resp.content:
+                    pass
+        started = time.monotonic()
+        await asyncio.gather(*(one() for _ in range(n)))
+        elapsed = time.monotonic() - started
+    return {"requests": n, "seconds": round(elapsed, 2), "requests_per_s": round(n / elapsed)}
 
 
 async def throughput(log_url: str, sim_url: str, n: int, name: str) -> dict[str, Any]:
@@ -195,6 +216,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         try:
             report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, shared with other work"}
             phases: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+                "client_ceiling": lambda: ceiling(sim_url, args.events),
                 "throughput_redis": lambda: throughput(redis_url, sim_url, args.events, "tput-redis"),
                 "throughput_sqlite": lambda: throughput(sqlite_url, sim_url, args.events, "tput-sqlite"),
                 "burst_redis": lambda: burst(redis_url, sim_url, args.burst),

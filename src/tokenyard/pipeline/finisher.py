@@ -25,20 +25,28 @@ class Finisher:
         self.lineage_stream = lineage_stream
         self._queue: asyncio.Queue[tuple[str, dict[str, str] | None]] = asyncio.Queue()
         self.failed_batches = 0
-        self.finishing: set[str] = set()  # handed over, not yet acked: not to be claimed again meanwhile
+        self.finishing: set[str] = set()
+        self._stopping = False  # handed over, not yet acked: not to be claimed again meanwhile
 
     def submit(self, entry_id: str, lineage: dict[str, str] | None) -> None:
         self.finishing.add(entry_id)
         self._queue.put_nowait((entry_id, lineage))
 
     async def run(self) -> None:
-        while True:
+        # A stop flag besides cancellation: on Python 3.11 a cancel that races a log call's own timeout can be
+        # turned into that timeout (and handled as a log error), so a loop must also look at the flag.
+        while not self._stopping:
             first = await self._queue.get()
-            await self._flush([first, *self._drain()])
+            if first[0]:
+                await self._flush([first, *self._drain()])
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._queue.put_nowait(("", None))  # wake the loop
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Flush what is queued (results already in the sinks) before the worker goes."""
-        batch = self._drain(limit=None)
+        batch = [item for item in self._drain(limit=None) if item[0]]
         if batch:
             try:
                 await asyncio.wait_for(self._flush(batch), timeout_s)
@@ -49,7 +57,9 @@ class Finisher:
     def _drain(self, limit: int | None = MAX_BATCH - 1) -> list[tuple[str, dict[str, str] | None]]:
         out: list[tuple[str, dict[str, str] | None]] = []
         while not self._queue.empty() and (limit is None or len(out) < limit):
-            out.append(self._queue.get_nowait())
+            item = self._queue.get_nowait()
+            if item[0]:
+                out.append(item)
         return out
 
     async def _flush(self, batch: list[tuple[str, dict[str, str] | None]]) -> None:

@@ -79,6 +79,7 @@ class Worker:
         self._active: dict[str, asyncio.Task[None]] = {}  # entry id -> handler
         self._running: dict[str, _Running] = {}  # entry id -> inference
         self.control_ready = asyncio.Event()  # the control stream's history has been applied
+        self._stopping = False
 
     # ---- the loops ----------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -92,6 +93,8 @@ class Worker:
         try:
             await stop.wait()
         finally:
+            self._stopping = True  # see Finisher.run: loops also check the flag, not only cancellation
+            self.finisher.stop()
             tasks = [reader, *helpers, *self._active.values()]
             for task in tasks:
                 task.cancel()
@@ -107,7 +110,7 @@ class Worker:
     async def _read_loop(self) -> None:
         await self.control_ready.wait()
         cfg = self.spec.worker
-        while True:
+        while not self._stopping:
             await self._resumed.wait()
             async with self._slots:  # wait for a free slot before reading: bounded in-flight work
                 pass
@@ -119,7 +122,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         await self.control_ready.wait()
         cfg = self.spec.worker
-        while True:
+        while not self._stopping:
             await asyncio.sleep(cfg.claim_every_ms / 1000.0)
             await self._resumed.wait()
             free = self._free_slots()
@@ -137,7 +140,7 @@ class Worker:
             await self._dispatch(entries)
 
     async def _lag_loop(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(Exception):
                 self.metrics.lag.set(await group_lag(self.log, self.stream, self.group))
             await asyncio.sleep(1.0)
@@ -145,9 +148,11 @@ class Worker:
     async def _control_loop(self) -> None:
         """Tail the control stream from its start (so pause/abort history applies to a new worker too)."""
         last = "0-0"
-        while True:
+        while not self._stopping:
             try:
                 async for entries in tail(self.log, self.spec.control_stream, last):
+                    if self._stopping:
+                        return
                     for entry in entries:
                         last = entry.id
                         self._apply_control(entry)
