@@ -41,6 +41,9 @@ def demo_config(large_urls: list[str], small_url: str) -> GatewayConfig:
                      "picker": "prefix-affinity", "fallback": ["chat-small"]},
             "chat-small": {"endpoints": [{"url": small_url + "/v1"}], "upstream_model": "sim-fast"},
         },
+        # A quarter of each endpoint's slots is kept for premium, so a surge of standard and batch work cannot
+        # fill the batch ahead of it (docs/admission.md, "critical reserve").
+        "admission": {"critical_reserve": 0.25},
         "access_log": {"enabled": False},
     }, env={})
 
