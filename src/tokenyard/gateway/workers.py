@@ -61,7 +61,8 @@ class Worker:
         try:
             proc = self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tokenyard.gateway.workers", str(self.index), str(ready_w),
-                stdin=asyncio.subprocess.PIPE, pass_fds=(ready_w,))
+                stdin=asyncio.subprocess.PIPE, pass_fds=(ready_w,),
+                start_new_session=True)  # a terminal's Ctrl-C reaches the supervisor only; it ends them by PID
         finally:
             os.close(ready_w)
         try:
@@ -100,6 +101,8 @@ async def _keep_alive(worker: Worker, stopping: asyncio.Event) -> None:
         print(f"tokenyard serve: worker {worker.index} (pid {proc.pid}) exited with {code}; restarting",
               file=sys.stderr, flush=True)
         await asyncio.sleep(backoff)
+        if stopping.is_set():
+            return
         backoff = min(backoff * 2, MAX_BACKOFF_S)
         worker.restarts += 1
         try:
@@ -152,9 +155,20 @@ async def _run_worker(config: GatewayConfig, index: int, ready_fd: int) -> None:
             await start_admin_listener(runner, config)
         os.write(ready_fd, f"{READY} {index}\n".encode())
         os.close(ready_fd)
-        await runtime.wait_for_shutdown()
+        shutdown = asyncio.create_task(runtime.wait_for_shutdown())
+        orphaned = asyncio.create_task(_parent_gone(os.getppid()))
+        await asyncio.wait((shutdown, orphaned), return_when=asyncio.FIRST_COMPLETED)
+        for task in (shutdown, orphaned):
+            task.cancel()
+        await asyncio.gather(shutdown, orphaned, return_exceptions=True)
     finally:
         await runner.cleanup()
+
+
+async def _parent_gone(parent: int) -> None:
+    """Returns when the supervisor is gone (killed without ending its workers): a worker never outlives it."""
+    while os.getppid() == parent:  # noqa: ASYNC110 - no event to wait on: the kernel re-parents us silently
+        await asyncio.sleep(1.0)
 
 
 def main() -> None:
