@@ -324,9 +324,8 @@ class Router:
             own: list[Attempt] = []
             try:
                 attempt = await self._run(retries, asked, path, body, headers, req, own)
-            except _FailedAnswer as failed:
-                keep.append(failed.attempt)
-                raise
+            finally:
+                keep.extend(own)  # failure answers still held by this run: closed by open() unless relayed
             answered.append(attempt)
             return attempt
 
