@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 
 import click
-import msgspec
 
 from tokenyard import runtime
-from tokenyard.config import ConfigError, GatewayConfig, config_for_upstream, load_config
+from tokenyard.config import ConfigError, GatewayConfig, config_for_upstream, load_config, override_listen
 
 
 def resolve_config(config_path: str | None, upstream: str | None, host: str | None, port: int | None
@@ -22,13 +21,11 @@ def resolve_config(config_path: str | None, upstream: str | None, host: str | No
         if upstream is not None:
             return config_for_upstream(upstream, host or "127.0.0.1", 8080 if port is None else port)
         assert config_path is not None
-        config = load_config(config_path)
+        # Re-checked, not just replaced: moving a config without credentials off loopback is refused.
+        return override_listen(load_config(config_path), host, port)
     except ConfigError as exc:
         lines = "\n".join(f"  {path or '<root>'}: {message}" for path, message in exc.issues)
         raise click.ClickException(f"invalid configuration:\n{lines}") from exc
-    listen = msgspec.structs.replace(config.listen, host=host or config.listen.host,
-                                     port=config.listen.port if port is None else port)
-    return msgspec.structs.replace(config, listen=listen)
 
 
 async def serve(config: GatewayConfig) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
+from click.testing import CliRunner
 
+from tokenyard.cli import cli
 from tokenyard.sim.testing import running_sim
 
 
@@ -39,3 +42,14 @@ async def test_serve_upstream_prints_address_and_stops_on_signal(sig: signal.Sig
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+def test_serve_refuses_to_move_a_config_without_credentials_off_loopback(tmp_path: Path) -> None:
+    """The auth-off rule holds for ``--host`` too: no keys + a non-loopback address is an error, not an open door."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text("models:\n  chat:\n    endpoints: [{url: 'http://127.0.0.1:9/v1'}]\n")
+    result = CliRunner().invoke(cli, ["serve", "--config", str(config), "--host", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == 1
+    assert "listen" in result.output and "invalid configuration" in result.output
+    upstream = CliRunner().invoke(cli, ["serve", "--upstream", "http://127.0.0.1:9/v1", "--host", "0.0.0.0"])
+    assert upstream.exit_code == 1, upstream.output
