@@ -22,6 +22,7 @@ from tokenyard.config import GatewayConfig, config_for_upstream, load_config, pa
 from tokenyard.pipeline.event import Event
 from tokenyard.pipeline.spec import InferenceSpec
 from tokenyard.pipeline.transforms import PermanentError, TransientError
+from tokenyard.policy.degradation import FALLBACK_MODEL
 from tokenyard.telemetry.metrics import GatewayMetrics
 from tokenyard.traffic.admission import Lease
 from tokenyard.traffic.admission_setup import admission_ticket
@@ -30,7 +31,7 @@ from tokenyard.traffic.control import TrafficControl
 from tokenyard.traffic.ratelimit import RateTicket
 from tokenyard.traffic.router import Attempt, NoUpstream, Router, RouteRequest, trace_config
 from tokenyard.upstream.client import UpstreamClient
-from tokenyard.upstream.pools import build_pools
+from tokenyard.upstream.pools import Pool, build_pools
 
 MAX_ADMISSION_WAIT_S = 5.0
 
@@ -72,6 +73,7 @@ class Progress:
     prompt_tokens: int = 0
     completion_tokens: int | None = None
     queue_ms: float = 0.0
+    degraded: tuple[str, ...] = ()
 
 
 def gateway_config_for(spec: InferenceSpec, base_dir: Path) -> GatewayConfig:
@@ -126,13 +128,26 @@ class InferenceStep:
     def new_progress(self) -> Progress:
         return Progress(request_id="pl-" + uuid.uuid4().hex[:20])
 
-    def _body(self, prompt: str) -> bytes:
+    def _request(self, prompt: str, progress: Progress) -> tuple[Pool, bytes, dict[str, str]]:
+        """Pool, body and extra headers; the degradation ladder applies to pipeline requests as to the
+        gateway's (the same engine, the class's current level)."""
         body = dict(self._base)
         if self.spec.chat:
             body["messages"] = [{"role": "user", "content": prompt}]
         else:
             body["prompt"] = prompt
-        return msgspec.json.encode(body)
+        pool, headers = self.pool, {}
+        engine = self.traffic.degrade
+        if engine is not None and engine.current_level(self.spec.klass) > 0:
+            fallback = next((n for n in pool.config.fallback if n in self.pools), None)
+            result = engine.apply(self.spec.klass, body, fallback_model=fallback)
+            headers = dict(result.headers)
+            progress.degraded = tuple(result.actions)
+            if FALLBACK_MODEL in result.actions and fallback is not None:
+                pool = self.pools[fallback]
+                if pool.config.upstream_model is not None:
+                    body["model"] = pool.config.upstream_model
+        return pool, msgspec.json.encode(body), headers
 
     async def run(self, event: Event, prompt: str, budget_ms: float | None, progress: Progress) -> str:
         """Generate the answer text; raises ``TransientError`` (retry later), ``PermanentError`` (never
@@ -192,12 +207,13 @@ class InferenceStep:
 
     async def _generate(self, lease: Lease | None, prompt: str, progress: Progress, dispatched: float,
                         deadline: float | None) -> str:
+        pool, body, extra = self._request(prompt, progress)
         headers = {"Content-Type": "application/json", "x-request-id": progress.request_id,
-                   "x-tokenyard-class": self.spec.klass}
+                   "x-tokenyard-class": self.spec.klass, **extra}
         route = RouteRequest(klass=self.spec.klass, deadline=deadline, stream=True,
                              tokens=len(prompt) // 4 + 1 + (self.spec.max_tokens or 0))
         try:
-            attempt: Attempt = await self.router.open(self.pool, self.path, self._body(prompt), headers, route)
+            attempt: Attempt = await self.router.open(pool, self.path, body, headers, route)
         except NoUpstream as exc:
             raise TransientError(exc.message) from exc
         response = attempt.response
@@ -227,6 +243,8 @@ class InferenceStep:
                             first_at = time.monotonic()
                             if lease is not None:
                                 lease.record_ttft(first_at - dispatched)
+                            if self.traffic.degrade is not None:
+                                self.traffic.degrade.observe_ttft(self.spec.klass, first_at - dispatched)
                 if chunk.usage is not None:
                     progress.prompt_tokens = chunk.usage.prompt_tokens
                     progress.completion_tokens = chunk.usage.completion_tokens
