@@ -74,6 +74,25 @@ async def test_mtls_identity_is_the_certificate_san(tmp_path: Path) -> None:
         assert status == 200
 
 
+async def test_optional_client_certificates_fall_back_to_api_keys(tmp_path: Path) -> None:
+    ca = TestCA(tmp_path)
+    server = ca.server()
+    listen = {"host": "127.0.0.1", "port": 0, "tls": {"cert_file": str(server.cert), "key_file": str(server.key),
+                                                      "client_ca_file": str(ca.cert_path),
+                                                      "require_client_cert": False}}
+    rag = ca.client(RAG, stem="rag")
+    sections = {"tenants": {"acme": {"class": "standard"}}, "keys": [{"key": "sk-acme", "tenant": "acme"}],
+                "listen": listen, "eastwest": POLICY}
+    async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
+            aiohttp.ClientSession() as session:
+        plain = client_context(ca)
+        status, body = await post(session, gw.base_url, chat("model-a"), ssl=plain)
+        assert (status, body["error"]["code"]) == (401, "missing_api_key")
+        assert (await post(session, gw.base_url, chat("model-b"), token="sk-acme", ssl=plain))[0] == 200
+        assert (await post(session, gw.base_url, chat("model-a"), ssl=client_context(ca, rag.cert, rag.key)))[0] \
+            == 200
+
+
 async def test_admin_api_on_its_own_listener_and_credential(tmp_path: Path) -> None:
     sections = {
         "tenants": {"acme": {"class": "standard"}},
