@@ -28,7 +28,7 @@ from tokenyard.policy.pickers.endpoint import EndpointView, RequestFeatures
 from tokenyard.policy.retry_budget import RetryBudget
 from tokenyard.policy.route_rules import RouteRule, RouteTable
 from tokenyard.telemetry.metrics import GatewayMetrics
-from tokenyard.traffic.health import ActiveHealthChecker, Outcome, health_url, http_probe, pick_with_permit
+from tokenyard.traffic.health import ActiveHealthChecker, Outcome, health_url, pick_with_permit
 from tokenyard.traffic.retry import (
     DEFAULT_RETRY_ON,
     AttemptError,
@@ -160,7 +160,7 @@ class Router:
             timeout_s = routing.health.timeout_ms / 1000.0
 
             async def probe(url: str) -> bool:
-                return await http_probe(session, url, timeout_s)
+                return await reachable_probe(session, url, timeout_s)
 
             # One round before serving, so /readyz is true from the start: an endpoint that fails its first
             # probe starts down instead of waiting for unhealthy_threshold rounds.
@@ -399,6 +399,21 @@ class Router:
             if response.status in policy.retry_on_status:
                 raise _FailedAnswer(AttemptFailure(outcome, response.status), attempt)
         return attempt
+
+
+async def reachable_probe(session: aiohttp.ClientSession, url: str, timeout_s: float) -> bool:
+    """An active check: healthy when the server answers below 500 within ``timeout_s``.
+
+    A 2xx is the normal case (vLLM and the simulator serve ``/health``); a 404/405 still proves the server is up
+    (an OpenAI-compatible upstream without a health route must not be marked down forever); 5xx, a refused or
+    reset connection and a timeout are failures.
+    """
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s), allow_redirects=False) as resp:
+            await resp.read()
+            return resp.status < 500
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return False
 
 
 async def _first_byte(response: aiohttp.ClientResponse) -> None:

@@ -28,18 +28,15 @@ async def retrieval_sim(seed: int) -> AsyncIterator[RetrievalSim]:
 
 @contextlib.asynccontextmanager
 async def echo_tool(seen: list[dict[str, str]]) -> AsyncIterator[str]:
-    """A tool service that records the headers it got (to see the propagated deadline)."""
+    """A tool service that records the headers it got (to see the propagated deadline). It has no ``/health``
+    route: a 404 to the active check still proves it is up, so it stays routable."""
 
     async def call(request: web.Request) -> web.Response:
         seen.append(dict(request.headers))
         return web.json_response({"tool": request.match_info["name"], "result": {"ok": True}})
 
-    async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
     app = web.Application()
     app.router.add_post("/v1/tools/{name}", call)
-    app.router.add_get("/health", health)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
