@@ -21,6 +21,7 @@ from tokenyard.gateway.admin_traffic import add_traffic_admin_routes
 from tokenyard.gateway.batch import add_batch_routes
 from tokenyard.gateway.client_transport import count_client_transport
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
+from tokenyard.gateway.eastwest import add_eastwest_routes
 from tokenyard.gateway.resume_routes import add_resume_routes
 from tokenyard.gateway.services import Gateway
 from tokenyard.gateway.tls import listener_scheme, listener_ssl_context, start_admin_listener
@@ -71,6 +72,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/metrics", metrics)
     add_admin_routes(app, gw)
     add_resume_routes(app, gw)  # GET /v1/streams/{request_id}: resume a dropped stream (docs/resume.md)
+    add_eastwest_routes(app, gw)  # POST /v1/retrieve, /v1/tools/{name}, workflows (docs/routing.md)
     add_traffic_admin_routes(app, gw)
     add_dashboard_routes(app, gw.metrics.registry)
     add_batch_routes(app)  # deferred requests: x-tokenyard-defer, /v1/batches (gateway/batch.py)
