@@ -141,6 +141,7 @@ async def relay_stream(ctx: RequestContext, upstream: aiohttp.ClientResponse, se
             ctx.completion_tokens = content_events
             if not ctx.abort_reason:
                 ctx.outcome = "client_aborted"
+                metrics.stream_disconnects.labels(ctx.klass, "false").inc()  # no resume window: aborted
                 raise
             gateway_abort_error(ctx)  # uncancels; the client is still here and gets an error event
             ctx.outcome = "expired" if ctx.abort_reason == "deadline" else "error"
@@ -165,6 +166,7 @@ async def relay_stream(ctx: RequestContext, upstream: aiohttp.ClientResponse, se
         if upstream is not None and not upstream.closed:
             abort_upstream(ctx, metrics, upstream, loop)
         ctx.outcome = "client_aborted"
+        metrics.stream_disconnects.labels(ctx.klass, "false").inc()
         if ctx.completion_tokens == 0:
             ctx.completion_tokens = content_events
     return resp

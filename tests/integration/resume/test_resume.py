@@ -142,6 +142,7 @@ async def test_a_class_without_window_aborts_at_once_and_cannot_resume() -> None
         text = await (await session.get(gw.base_url + "/metrics")).text()
         assert metric_value(text, "tokenyard_requests_total", outcome="client_aborted") == 1
         assert metric_value(text, "tokenyard_upstream_aborts_total", reason="client_disconnect") == 1
+        assert metric_value(text, "tokenyard_stream_disconnects_total", resumable="false") == 1
 
 
 async def test_bad_last_event_id_is_a_400() -> None:
