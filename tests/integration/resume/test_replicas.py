@@ -49,3 +49,25 @@ async def test_a_stream_dropped_on_one_replica_resumes_on_another(redis_server: 
         await wait_until(owner_counted_a_resume)
         text = await (await session.get(other.base_url + "/metrics")).text()
         assert metric_value(text, "tokenyard_stream_reconnects_total", result="resumed") == 1
+
+
+async def test_after_the_window_no_replica_resumes_and_the_upstream_stopped(redis_server: RedisServer) -> None:
+    async with AsyncExitStack() as stack:
+        sim = await stack.enter_async_context(running_sim(itl_ms=20.0))
+        config = resume_config([sim], window_ms=300, state=redis_server.url + "?timeout_ms=2000")
+        owner = await stack.enter_async_context(running_gateway(config))
+        other = await stack.enter_async_context(running_gateway(config))
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        got = await start_and_leave(session, owner.base_url, body(2000), 2, auth())
+
+        async def aborted() -> bool:
+            return int((await sim.stats())["aborted_requests"]) == 1
+
+        await wait_until(aborted)
+
+        async def gone_everywhere() -> bool:
+            probe = type(got)(request_id=got.request_id, events=list(got.events))
+            return await resume(session, other.base_url, probe, auth()) == 404
+
+        await wait_until(gone_everywhere, timeout_s=5.0)  # the owner deletes the shared record as it expires
+        assert await resume(session, owner.base_url, got, auth()) == 404
