@@ -55,6 +55,7 @@ class RequestContext:
         "tcp_retransmits",
         "tenant",
         "tenant_config",
+        "transcript",
         "ttft",
         "upstream_model",
     )
@@ -88,6 +89,8 @@ class RequestContext:
         self.response_headers: dict[str, str] = {}
         self.phases: dict[str, float] | None = None  # latency attribution (upstream.attribution), seconds
         self.tcp_retransmits = 0  # upstream TCP retransmits while answering (TCP_INFO)
+        # The response bytes, kept only for tenants whose prompts and completions may be logged (classify).
+        self.transcript: bytearray | None = None
 
     def cancel(self, reason: str, now: float) -> bool:
         """Stop this request from the gateway side (``admin``, ``deadline``, ``upstream_timeout``).

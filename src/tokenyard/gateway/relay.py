@@ -74,6 +74,8 @@ async def relay_whole(ctx: RequestContext, upstream: aiohttp.ClientResponse, ser
     """Read the whole upstream body (the caller handles cancellation) and answer with it; read its usage."""
     body = await upstream.read()
     status = upstream.status
+    if ctx.transcript is not None:
+        ctx.transcript += body
     if status == 200:
         usage = find_usage(body)
         if usage is not None:
@@ -124,6 +126,8 @@ async def relay_stream(ctx: RequestContext, upstream: aiohttp.ClientResponse, se
                 await resp.write(out)
                 if tap is not None:
                     tap.write(out)  # the cache and coalesced followers get the same bytes
+                if ctx.transcript is not None:
+                    ctx.transcript += out
                 if tokens_here:
                     now = monotonic()
                     if content_events == 0:

@@ -8,6 +8,7 @@ from typing import IO, TYPE_CHECKING
 import msgspec
 
 from tokenyard.config import AccessLogConfig
+from tokenyard.telemetry.transcript import clip, completion_text
 
 if TYPE_CHECKING:
     from tokenyard.gateway.context import RequestContext
@@ -29,6 +30,13 @@ class AccessLine(msgspec.Struct):
     abort_reason: str = ""
     phases_ms: dict[str, float] | None = None
     tcp_retransmits: int = 0
+
+
+class TranscriptLine(AccessLine):
+    """An access line with the prompt and completion, for tenants whose prompts may be logged."""
+
+    prompt: str = ""
+    completion: str = ""
 
 
 class AccessLog:
@@ -55,6 +63,10 @@ class AccessLog:
             phases_ms={k: round(v * 1000, 3) for k, v in ctx.phases.items()} if ctx.phases else None,
             tcp_retransmits=ctx.tcp_retransmits,
         )
+        if ctx.transcript is not None:  # only tenants that opted in, on a log that allows it (classify)
+            prompt = ctx.parsed.prompt_text if ctx.parsed is not None else ""
+            line = TranscriptLine(**msgspec.structs.asdict(line), prompt=clip(prompt),
+                                  completion=clip(completion_text(ctx.transcript)))
         self._out.write(self._encoder.encode(line) + b"\n")
         self._out.flush()
 

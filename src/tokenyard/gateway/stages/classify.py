@@ -41,6 +41,8 @@ def classify_stage(gw: Gateway) -> Stage:
     classes = config.classes
     default_class = config.default_class
     request_s = config.timeouts.request_ms / 1000.0 if config.timeouts.request_ms else None
+    # Prompts and completions are logged only where both the log and the tenant allow it (redaction by default).
+    may_log_prompts = config.access_log.enabled and config.access_log.log_prompts
 
     async def classify(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
         headers = ctx.request.headers
@@ -61,6 +63,8 @@ def classify_stage(gw: Gateway) -> Stage:
         if request_s is not None:
             own = ctx.started + request_s
             ctx.deadline = own if ctx.deadline is None else min(ctx.deadline, own)
+        if may_log_prompts and ctx.tenant_config is not None and ctx.tenant_config.log_prompts:
+            ctx.transcript = bytearray()
         return await call_next(ctx)
 
     return classify
