@@ -8,6 +8,7 @@ import click
 
 from tokenyard import runtime
 from tokenyard.config import ConfigError, GatewayConfig, config_for_upstream, load_config, override_listen
+from tokenyard.telemetry.tracing import check_tracing_extra
 
 
 def resolve_config(config_path: str | None, upstream: str | None, host: str | None, port: int | None
@@ -22,7 +23,9 @@ def resolve_config(config_path: str | None, upstream: str | None, host: str | No
             return config_for_upstream(upstream, host or "127.0.0.1", 8080 if port is None else port)
         assert config_path is not None
         # Re-checked, not just replaced: moving a config without credentials off loopback is refused.
-        return override_listen(load_config(config_path), host, port)
+        config = override_listen(load_config(config_path), host, port)
+        check_tracing_extra(config.telemetry)  # the tracing extra is missing: one clear error, before starting
+        return config
     except ConfigError as exc:
         lines = "\n".join(f"  {path or '<root>'}: {message}" for path, message in exc.issues)
         raise click.ClickException(f"invalid configuration:\n{lines}") from exc

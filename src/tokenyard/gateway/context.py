@@ -10,6 +10,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from tokenyard.config import KeyConfig, ModelConfig, TenantConfig
     from tokenyard.schema import ParsedRequest
+    from tokenyard.telemetry.tracing import RequestTrace
     from tokenyard.upstream.pools import Pool
 
 # The API operations the gateway relays, by path.
@@ -55,6 +56,7 @@ class RequestContext:
         "tcp_retransmits",
         "tenant",
         "tenant_config",
+        "trace",
         "transcript",
         "ttft",
         "upstream_model",
@@ -91,6 +93,7 @@ class RequestContext:
         self.tcp_retransmits = 0  # upstream TCP retransmits while answering (TCP_INFO)
         # The response bytes, kept only for tenants whose prompts and completions may be logged (classify).
         self.transcript: bytearray | None = None
+        self.trace: RequestTrace | None = None  # the OpenTelemetry server span, when tracing is on
 
     def cancel(self, reason: str, now: float) -> bool:
         """Stop this request from the gateway side (``admin``, ``deadline``, ``upstream_timeout``).

@@ -22,7 +22,7 @@ def route_request(ctx: RequestContext, config: GatewayConfig) -> RouteRequest:
     if parsed is None:
         return RouteRequest(features=RequestFeatures(model=ctx.model, tenant=ctx.tenant or None,
                                                      traffic_class=ctx.klass or None, headers=headers),
-                            klass=ctx.klass, deadline=ctx.deadline, queue_s=ctx.queue_s)
+                            klass=ctx.klass, deadline=ctx.deadline, queue_s=ctx.queue_s, trace=ctx.trace)
     features = RequestFeatures(
         model=parsed.model, prompt_prefix=parsed.prompt_text, prompt_tokens=parsed.prompt_tokens_estimate,
         max_tokens=parsed.max_tokens, has_images=parsed.has_images, has_tools=parsed.tools_count > 0,
@@ -31,4 +31,4 @@ def route_request(ctx: RequestContext, config: GatewayConfig) -> RouteRequest:
     )
     tokens = parsed.prompt_tokens_estimate + (parsed.max_tokens or DEFAULT_OUTPUT_TOKENS) * parsed.n
     return RouteRequest(features=features, klass=ctx.klass, deadline=ctx.deadline, stream=parsed.stream,
-                        tokens=tokens, queue_s=ctx.queue_s)
+                        tokens=tokens, queue_s=ctx.queue_s, trace=ctx.trace)

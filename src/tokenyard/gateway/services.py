@@ -14,6 +14,7 @@ from tokenyard.gateway.stages.chain import Next, build_chain
 from tokenyard.security.service import SecurityService
 from tokenyard.telemetry.access_log import AccessLog
 from tokenyard.telemetry.metrics import GatewayMetrics
+from tokenyard.telemetry.tracing import build_tracing
 from tokenyard.traffic.control import TrafficControl
 from tokenyard.traffic.distributed import ScaleOut
 from tokenyard.traffic.router import Router, trace_config
@@ -30,6 +31,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.metrics = GatewayMetrics()
+        self.tracing = build_tracing(config.telemetry)  # None unless telemetry.otlp_endpoint is set
         self.client = UpstreamClient(config.timeouts, [trace_config()])
         self.pools: dict[str, Pool] = build_pools(config.models, self.metrics, config.routing)
         self.router = Router(self.client, self.pools, config, self.metrics)
@@ -38,8 +40,8 @@ class Gateway:
         self.traffic = TrafficControl(config, {name: [(e.name, e.url) for e in pool.endpoints]
                                                for name, pool in self.pools.items()}, self.metrics)
         self.security = SecurityService(config)
-        self.scaleout = ScaleOut(config, self.traffic, self.inflight.get,  # shared state: limits across replicas
-                                 {name: len(pool.endpoints) for name, pool in self.pools.items()})
+        self.scaleout = ScaleOut(config, self.traffic, self.inflight.get)  # shared state: limits across replicas
+        self.router.budget = self.scaleout.budget  # per-endpoint budget shared by all replicas (None: off)
         self.cache = ResponseCache(config.cache, self.scaleout.state, self.metrics) if config.cache.enabled else None
         self.resume = ResumeRegistry(config.streams, self.metrics)  # resumable streams (docs/resume.md)
         self.chain: Next = build_chain(self)
@@ -70,6 +72,8 @@ class Gateway:
         await self.security.close()
         if self.access_log is not None:
             self.access_log.close()
+        if self.tracing is not None:
+            await self.tracing.close()
 
     async def discover_models(self) -> None:
         """``GET /v1/models`` of every endpoint of the ``*`` pool: the names it then accepts."""

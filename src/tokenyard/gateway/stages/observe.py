@@ -31,6 +31,7 @@ def observe_stage(gw: Gateway) -> Stage:
     counter = 0
     metrics = gw.metrics
     access_log = gw.access_log
+    tracing = gw.tracing
 
     async def observe(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
         nonlocal counter
@@ -41,6 +42,8 @@ def observe_stage(gw: Gateway) -> Stage:
             counter += 1
             ctx.request_id = f"{prefix}-{counter}"
         ctx.task = asyncio.current_task()
+        if tracing is not None:
+            ctx.trace = tracing.begin(ctx)
         gw.inflight[ctx.request_id] = ctx
         try:
             try:
@@ -88,5 +91,7 @@ def observe_stage(gw: Gateway) -> Stage:
                 series.completion_tokens.inc(ctx.completion_tokens)
             if access_log is not None:
                 access_log.write(ctx, end)
+            if ctx.trace is not None:
+                ctx.trace.end(ctx, end)
 
     return observe
