@@ -14,6 +14,9 @@ from collections.abc import Callable
 from aiohttp import StreamReader, web
 
 KEEP_ALIVE = b": keep-alive\n\n"
+# The SSE response committed while a streaming request still waited for admission (``queued_stream``); the relay
+# goes on writing on it instead of starting a response of its own.
+QUEUED_STREAM = web.RequestKey("tokenyard_queued_stream", web.StreamResponse)
 
 
 class HeartbeatChunks:

@@ -18,7 +18,7 @@ from aiohttp import web
 from tokenyard.cache.coalesce import STREAM_TAP
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
-from tokenyard.gateway.heartbeat import HeartbeatChunks
+from tokenyard.gateway.heartbeat import QUEUED_STREAM, HeartbeatChunks
 from tokenyard.gateway.sse import DONE_PREFIX, SseFramer, find_usage, has_content
 from tokenyard.gateway.watchdog import Watchdog
 from tokenyard.telemetry.metrics import GatewayMetrics, RequestSeries
@@ -98,12 +98,14 @@ async def relay_stream(ctx: RequestContext, upstream: aiohttp.ClientResponse, se
     ``heartbeat_s`` > 0: a ``: keep-alive`` comment after that much silence between events (``heartbeat``).
     """
     loop = watchdog.loop
-    headers = gateway_headers(ctx)
-    headers["Content-Type"] = SSE_CONTENT_TYPE
-    headers["Cache-Control"] = "no-cache"
-    resp = web.StreamResponse(status=200, headers=headers)
+    resp = ctx.request.get(QUEUED_STREAM)  # already committed while queued: go on on it
+    if resp is None:
+        headers = gateway_headers(ctx)
+        headers["Content-Type"] = SSE_CONTENT_TYPE
+        headers["Cache-Control"] = "no-cache"
+        resp = web.StreamResponse(status=200, headers=headers)
+        await resp.prepare(ctx.request)
     ctx.status = 200
-    await resp.prepare(ctx.request)
     framer = SseFramer()
     tap = ctx.request.get(STREAM_TAP)
     done = False

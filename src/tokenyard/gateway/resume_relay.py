@@ -22,7 +22,7 @@ from aiohttp import web
 
 from tokenyard.cache.coalesce import STREAM_TAP
 from tokenyard.gateway.context import RequestContext
-from tokenyard.gateway.heartbeat import HeartbeatChunks
+from tokenyard.gateway.heartbeat import QUEUED_STREAM, HeartbeatChunks
 from tokenyard.gateway.relay import SSE_CONTENT_TYPE, abort_upstream, gateway_headers
 from tokenyard.gateway.resume import ResumeRegistry, StreamRecord
 from tokenyard.gateway.sse import DONE_PREFIX, SseFramer, find_usage, has_content
@@ -94,10 +94,12 @@ async def relay_resumable(ctx: RequestContext, upstream: aiohttp.ClientResponse,
 
     record.on_expire = on_expire
     record.owner = task
-    headers = gateway_headers(ctx)
-    headers.update({"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache",
-                    RESUME_HEADER: f"/v1/streams/{ctx.request_id}"})
-    resp = web.StreamResponse(status=200, headers=headers)
+    resp = ctx.request.get(QUEUED_STREAM)  # already committed while queued: go on on it
+    if resp is None:
+        headers = gateway_headers(ctx)
+        headers.update({"Content-Type": SSE_CONTENT_TYPE, "Cache-Control": "no-cache",
+                        RESUME_HEADER: f"/v1/streams/{ctx.request_id}"})
+        resp = web.StreamResponse(status=200, headers=headers)
     ctx.status = 200
     framer = SseFramer()
     chunks = HeartbeatChunks(upstream.content, resp, lambda: framer.at_event_start, heartbeat_s)

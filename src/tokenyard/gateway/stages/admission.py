@@ -7,10 +7,13 @@ out while queued) with ``Retry-After`` where one is known; outcome ``shed`` or `
 the access log. The lease lives in ``ctx.request[LEASE]`` so the forward terminal can bind the endpoint and
 report backend overload; this stage records the backend's TTFT, settles the tenant's credit and releases the
 lease on every exit path. A client that leaves while queued cancels the handler, and ``admit`` leaves the queue.
+A streaming request still queued after ``streams.heartbeat_s`` is answered 200 at once and kept alive with SSE
+comments; a later refusal is then an SSE ``error`` event (``queued_stream``, docs/admission.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -18,6 +21,13 @@ from aiohttp import web
 
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.queued_stream import (
+    ClientGone,
+    admit_with_heartbeats,
+    end_with_error,
+    queued_stream,
+    upstream_error,
+)
 from tokenyard.gateway.stages.chain import Next, Stage
 from tokenyard.schema.errors import error_body
 from tokenyard.traffic.admission import Lease
@@ -51,6 +61,13 @@ def rejection_error(exc: Rejected) -> GatewayError:
                            headers=headers)
 
 
+def queued_abort_error(reason: str) -> GatewayError:
+    """The error of a gateway abort (admin, deadline) that hit a request queued on a committed stream."""
+    deadline = reason == "deadline"
+    return GatewayError(504 if deadline else 503, f"request aborted: {reason}", reason,
+                        outcome="expired" if deadline else "error")
+
+
 async def _pass(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
     return await call_next(ctx)
 
@@ -61,6 +78,7 @@ def admission_stage(gw: Gateway) -> Stage:
         return _pass
     classes = gw.config.classes
     tiers = gw.traffic.tiers
+    heartbeat_s = gw.config.streams.heartbeat_s
 
     async def admission(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
         assert ctx.pool is not None and ctx.parsed is not None
@@ -78,17 +96,42 @@ def admission_stage(gw: Gateway) -> Stage:
             weight=float(ctx.tenant_config.weight) if ctx.tenant_config is not None else 1.0,
             arrival=ctx.started,
         )
+        resume_path = f"/v1/streams/{ctx.request_id}" if cls.resume_window_ms else None
         try:
-            lease = await controller.admit(ticket)
+            # A stream still queued after heartbeat_s is committed (200, SSE) and kept alive (queued_stream).
+            lease = await admit_with_heartbeats(ctx, controller.admit(ticket), heartbeat_s, resume_path)
         except Rejected as exc:
             ctx.abort_reason = exc.reason  # the access log's reason field
             ctx.queue_s = monotonic() - ctx.started
-            raise rejection_error(exc) from None
+            committed = queued_stream(ctx)
+            if committed is None:
+                raise rejection_error(exc) from None
+            return await end_with_error(ctx, committed, rejection_error(exc))
+        except ClientGone:
+            ctx.outcome = "client_aborted"
+            return queued_stream(ctx) or web.Response(status=499)
+        except asyncio.CancelledError:
+            committed = queued_stream(ctx)
+            task = ctx.task
+            if committed is None or not ctx.abort_reason or task is None or not task.cancelling():
+                raise
+            task.uncancel()  # a gateway abort (admin, deadline) while queued: the client is still here
+            return await end_with_error(ctx, committed, queued_abort_error(ctx.abort_reason))
         dispatched = monotonic()
         ctx.queue_s = lease.queue_wait_s
         ctx.request[LEASE] = lease
         try:
-            return await call_next(ctx)
+            committed = queued_stream(ctx)
+            try:
+                response = await call_next(ctx)
+            except GatewayError as exc:
+                if committed is None:
+                    raise
+                return await end_with_error(ctx, committed, exc)
+            if committed is not None and response is not committed:
+                # The upstream refused with a whole (non-SSE) answer: the head is sent, so it becomes an event.
+                return await end_with_error(ctx, committed, upstream_error(response))
+            return response
         finally:
             if ctx.ttft is not None and lease.endpoint is not None:
                 # The backend's part of the TTFT (from dispatch): what the predictor and the limit learn from.
