@@ -30,7 +30,8 @@ class KeyConfig(Section, frozen=True, kw_only=True):
     """An API key: plaintext ``key`` (development, usually from ``${ENV}``) or ``key_sha256``; exactly one.
 
     After loading, ``key`` is None and ``key_sha256`` is the lower-case hex digest; ``name`` is set (default
-    ``TENANT-N``); ``models`` None means every model; ``classes`` None means the tenant's classes.
+    ``TENANT-N``); ``models`` None means every model; ``classes`` None means the tenant's classes; ``routes``
+    (glob patterns over request paths, such as ``/v1/tools/*``) None means every ``/v1`` route.
     """
 
     key: str | None = None
@@ -39,6 +40,7 @@ class KeyConfig(Section, frozen=True, kw_only=True):
     name: str = ""
     models: tuple[str, ...] | None = None
     classes: tuple[str, ...] | None = None
+    routes: tuple[str, ...] | None = None
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     max_concurrency: PositiveInt | None = None

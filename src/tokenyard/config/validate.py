@@ -212,6 +212,10 @@ def normalise_keys(
                     issues.append((where, f"class {class_name!r} is not defined in classes"))
                 elif tenant is not None and class_name not in tenant.classes:
                     issues.append((where, f"class {class_name!r} is not among tenant {key.tenant!r}'s classes"))
+        for route_index, pattern in enumerate(key.routes or ()):
+            if not pattern.startswith("/"):
+                issues.append((join_path(join_path(path, "routes"), route_index),
+                               f"route pattern {pattern!r} must start with '/' (such as /v1/retrieve or /v1/tools/*)"))
         key_classes = key.classes if key.classes is not None else (tenant.classes if tenant else ())
         result.append(msgspec.structs.replace(key, key=None, key_sha256=digest, name=name, classes=key_classes))
     return tuple(result)

@@ -41,6 +41,11 @@ class AuditLog:
     def auth_failure(self, reason: str, remote: str | None, path: str, request_id: str) -> None:
         self.record("auth_failure", reason=reason, remote=remote, path=path, request_id=request_id)
 
+    def access_denied(self, reason: str, subject: str, remote: str | None, path: str, request_id: str) -> None:
+        """An authenticated caller refused by its own scope (``subject`` is the key's name, never the key)."""
+        self.record("access_denied", reason=reason, subject=subject, remote=remote, path=path,
+                    request_id=request_id)
+
     def admin_action(self, action: str, actor: str, target: str | None = None, **details: Any) -> None:
         self.record("admin_action", action=action, actor=actor, target=target, **details)
 

@@ -47,8 +47,9 @@ def _csv(value: str | None) -> list[str] | None:
 def _describe(record: KeyRecord, now: float) -> str:
     models = ",".join(record.models) if record.models is not None else "*"
     classes = ",".join(record.classes) if record.classes is not None else "*"
+    routes = ",".join(record.routes) if record.routes is not None else "*"
     return (f"{record.key_id}\t{record.name}\t{record.tenant}\t{record.status(now)}\t"
-            f"models={models}\tclasses={classes}\tsha256={record.key_sha256[:12]}")
+            f"models={models}\tclasses={classes}\troutes={routes}\tsha256={record.key_sha256[:12]}")
 
 
 @click.group("keys")
@@ -67,15 +68,23 @@ def keys_group() -> None:
 @click.option("--monthly-tokens", type=click.IntRange(min=1), default=None, help="Token budget per month.")
 @click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=None, help="Concurrent requests.")
+@click.option("--routes", default=None,
+              help="Comma-separated route globs it may call, such as /v1/retrieve,/v1/tools/* (default: all).")
 def create(store: str, tenant: str, name: str | None, models: str | None, classes: str | None,
            expires_in: str | None, daily_tokens: int | None, monthly_tokens: int | None,
-           rpm: int | None, tpm: int | None) -> None:
+           rpm: int | None, tpm: int | None, max_concurrency: int | None, routes: str | None) -> None:
     """Issue a key; prints its id and the plaintext key (shown only this once)."""
+    route_list = _csv(routes)
+    for pattern in route_list or ():
+        if not pattern.startswith("/"):
+            raise click.BadParameter(f"route pattern {pattern!r} must start with '/'", param_hint="--routes")
     try:
         plaintext, record = SqliteKeyStore(store).create(
             tenant, name=name, models=_csv(models), classes=_csv(classes),
             expires_in_s=parse_duration(expires_in) if expires_in else None,
             daily_token_budget=daily_tokens, monthly_token_budget=monthly_tokens, rpm=rpm, tpm=tpm,
+            routes=route_list, max_concurrency=max_concurrency,
         )
     except KeyStoreError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -6,7 +6,8 @@
   so no handler (static dashboard assets included) ever sees a traversal attempt.
 - The admin API on its own listener (``admin.listen``): ``/admin/...`` only there, and nothing else there.
 - Authentication and the east-west policy for ``/v1/...`` routes outside the inference chain (``/v1/models``,
-  ``/v1/tools/{name}``, ``/v1/retrieve`` ...): tools are checked as ``tools``, other routes as ``routes``.
+  ``/v1/tools/{name}``, ``/v1/retrieve`` ...): tools are checked as ``tools``, other routes as ``routes``; an API
+  key's own ``routes`` are checked here too (on the chain's paths by the auth stage).
 - Audit: every admin request that changes something, and every refused admin credential.
 - aiohttp's own 4xx (unknown path, wrong method) are answered in OpenAI's error format.
 """
@@ -104,6 +105,9 @@ def _authorise_route(gw: Gateway, request: web.Request, path: str) -> web.Respon
         security.audit_failure(request, exc, request.headers.get("x-request-id", "")[:128])
         return error_response(401, exc.message, exc.code)
     request[PRINCIPAL] = principal
+    refusal = security.route_refusal(request, principal, request.headers.get("x-request-id", "")[:128])
+    if refusal is not None:
+        return error_response(403, refusal, "route_not_allowed")
     if path in OPEN_V1_PATHS or path.startswith("/v1/streams/"):
         return None
     if path.startswith(TOOLS_PREFIX):

@@ -37,11 +37,20 @@ CREATE TABLE IF NOT EXISTS keys (
     tpm INTEGER,
     created_at REAL NOT NULL,
     expires_at REAL,
-    revoked_at REAL
+    revoked_at REAL,
+    routes TEXT,
+    max_concurrency INTEGER
 );
 CREATE TABLE IF NOT EXISTS generation (id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL);
 INSERT OR IGNORE INTO generation (id, value) VALUES (0, 0);
 """
+
+# Columns added after the first release, with their SQL types: a store file created before them gets them by
+# ``ALTER TABLE`` when it is opened (NULL in every existing row: no restriction, the keys' old meaning).
+_ADDED_COLUMNS = (("routes", "TEXT"), ("max_concurrency", "INTEGER"))
+_COLUMNS = ("key_id", "name", "tenant", "key_sha256", "models", "classes", "daily_token_budget",
+            "monthly_token_budget", "rpm", "tpm", "created_at", "expires_at", "revoked_at", "routes",
+            "max_concurrency")
 
 
 def sha256_hex(plaintext: str) -> str:
@@ -51,7 +60,10 @@ def sha256_hex(plaintext: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
-    """One key as stored (never the plaintext). ``models``/``classes`` of None mean "no restriction"."""
+    """One key as stored (never the plaintext). ``models``/``classes``/``routes`` of None mean "no restriction".
+
+    ``routes`` are glob patterns over request paths (``/v1/retrieve``, ``/v1/tools/*``).
+    """
 
     key_id: str
     name: str
@@ -66,6 +78,8 @@ class KeyRecord:
     created_at: float = 0.0
     expires_at: float | None = None
     revoked_at: float | None = None
+    routes: tuple[str, ...] | None = None
+    max_concurrency: int | None = None
 
     def status(self, now: float) -> str:
         """``active``, ``revoked`` or ``expired`` at time ``now``."""
@@ -94,6 +108,23 @@ def _split(value: str | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(v for v in value.split(",") if v)
 
 
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Add the columns a store file made by an older tokenyard lacks; returns the names it added."""
+    present = {str(row[1]) for row in db.execute("PRAGMA table_info(keys)")}
+    added = []
+    for name, sql_type in _ADDED_COLUMNS:
+        if name in present:
+            continue
+        try:
+            db.execute(f"ALTER TABLE keys ADD COLUMN {name} {sql_type}")
+        except sqlite3.OperationalError as exc:  # another process opening the same old file got there first
+            if "duplicate column" not in str(exc):
+                raise
+            continue
+        added.append(name)
+    return added
+
+
 class SqliteKeyStore:
     """Keys in one SQLite file (WAL mode, so readers in other processes never block a writer)."""
 
@@ -102,6 +133,7 @@ class SqliteKeyStore:
         self._clock = clock
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            migrate(db)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -128,6 +160,8 @@ class SqliteKeyStore:
         monthly_token_budget: int | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
+        routes: Sequence[str] | None = None,
+        max_concurrency: int | None = None,
     ) -> tuple[str, KeyRecord]:
         """Issue a new key; returns the plaintext (shown once) and its record."""
         if not tenant:
@@ -147,15 +181,17 @@ class SqliteKeyStore:
             tpm=tpm,
             created_at=now,
             expires_at=now + expires_in_s if expires_in_s is not None else None,
+            routes=tuple(routes) if routes is not None else None,
+            max_concurrency=max_concurrency,
         )
         with self._connect() as db:
             if db.execute("SELECT 1 FROM keys WHERE name = ?", (record.name,)).fetchone():
                 raise KeyStoreError(f"a key named {record.name!r} already exists")
             db.execute(
-                "INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO keys ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                 (record.key_id, record.name, record.tenant, record.key_sha256, _join(record.models),
                  _join(record.classes), daily_token_budget, monthly_token_budget, rpm, tpm,
-                 record.created_at, record.expires_at, None),
+                 record.created_at, record.expires_at, None, _join(record.routes), max_concurrency),
             )
             db.execute("UPDATE generation SET value = value + 1 WHERE id = 0")
         return plaintext, record
@@ -175,7 +211,7 @@ class SqliteKeyStore:
 
     def list(self) -> list[KeyRecord]:
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM keys ORDER BY created_at, key_id").fetchall()
+            rows = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM keys ORDER BY created_at, key_id").fetchall()
         return [self._record(row) for row in rows]
 
     def generation(self) -> int:
@@ -187,7 +223,7 @@ class SqliteKeyStore:
     @staticmethod
     def _record(row: tuple[object, ...]) -> KeyRecord:
         (key_id, name, tenant, digest, models, classes, daily, monthly, rpm, tpm, created, expires,
-         revoked) = row
+         revoked, routes, concurrency) = row
         return KeyRecord(
             key_id=str(key_id), name=str(name), tenant=str(tenant), key_sha256=str(digest),
             models=_split(models if isinstance(models, str) else None),
@@ -199,6 +235,8 @@ class SqliteKeyStore:
             created_at=float(created) if isinstance(created, (int, float)) else 0.0,
             expires_at=float(expires) if isinstance(expires, (int, float)) else None,
             revoked_at=float(revoked) if isinstance(revoked, (int, float)) else None,
+            routes=_split(routes if isinstance(routes, str) else None),
+            max_concurrency=concurrency if isinstance(concurrency, int) else None,
         )
 
 

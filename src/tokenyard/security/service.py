@@ -23,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from aiohttp import web
 
@@ -48,7 +49,7 @@ class Principal:
 
     identity: Identity
     key: KeyConfig
-    from_store: bool = False  # a key-store key: its rpm/tpm are applied by ``store_key_limiter``
+    from_store: bool = False  # a key-store key: its rpm/tpm/concurrency are applied by ``store_key_limiter``
 
     @property
     def is_service(self) -> bool:
@@ -76,10 +77,16 @@ def looks_like_jwt(token: str) -> bool:
 
 
 def key_from_record(record: KeyRecord) -> KeyConfig:
-    """A key-store key in the shape the gateway's stages apply (tenant, models, classes, limits, budgets)."""
+    """A key-store key in the shape the gateway's stages apply (tenant, models, classes, routes, limits, budgets)."""
     return KeyConfig(key_sha256=record.key_sha256, tenant=record.tenant, name=record.name,
-                     models=record.models, classes=record.classes, rpm=record.rpm, tpm=record.tpm,
+                     models=record.models, classes=record.classes, routes=record.routes, rpm=record.rpm,
+                     tpm=record.tpm, max_concurrency=record.max_concurrency,
                      tokens_per_day=record.daily_token_budget, tokens_per_month=record.monthly_token_budget)
+
+
+def route_allowed(routes: tuple[str, ...] | None, path: str) -> bool:
+    """Whether a key whose ``routes`` are these glob patterns may call ``path`` (None: every route)."""
+    return routes is None or any(fnmatchcase(path, pattern) for pattern in routes)
 
 
 def _fetch_url(url: str) -> bytes:
@@ -251,6 +258,18 @@ class SecurityService:
         self.audit.auth_failure(failure.reason, request.remote, request.path, request_id)
 
     # -- authorisation ------------------------------------------------------------------------------------------
+    def route_refusal(self, request: web.Request, principal: Principal, request_id: str) -> str | None:
+        """None when an API key's ``routes`` allow the request's path; else the 403 message (and an audit event).
+
+        Service identities have no ``routes`` of their own (the east-west policy scopes them), so they pass here.
+        """
+        path = request.path
+        if principal.is_service or route_allowed(principal.key.routes, path):
+            return None
+        self.audit.access_denied("route not allowed for key", principal.identity.subject, request.remote, path,
+                                 request_id)
+        return f"API key {principal.key.name} may not call route {path!r} (not among the key's routes)"
+
     def decide(self, principal: Principal, kind: str, name: str) -> Decision | None:
         """The east-west decision for a service identity; None for API keys (scoped by the key itself)."""
         if not principal.is_service:
@@ -258,14 +277,14 @@ class SecurityService:
         return self.policy.decide(principal.identity.subject, kind, name)
 
     def store_key_limiter(self, principal: Principal) -> RateLimiter | None:
-        """The rpm/tpm limiter of a key-store key (config keys' limits are in the gateway's own limiter).
+        """The rpm/tpm/concurrency limiter of a key-store key (config keys' are in the gateway's own limiter).
 
         One small limiter per key name, kept while the key's limits stay the same, so buckets survive reloads.
         """
         key = principal.key
-        if not principal.from_store or not (key.rpm or key.tpm):
+        if not principal.from_store or not (key.rpm or key.tpm or key.max_concurrency):
             return None
-        limit = RateLimit(rpm=key.rpm, tpm=key.tpm)
+        limit = RateLimit(rpm=key.rpm, tpm=key.tpm, max_concurrency=key.max_concurrency)
         found = self._store_limiters.get(key.name)
         if found is None or found[0] != limit:
             found = (limit, RateLimiter(keys={key.name: limit}))

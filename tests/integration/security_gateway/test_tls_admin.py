@@ -142,3 +142,33 @@ async def test_keys_tokens_and_prompts_are_never_logged(tmp_path: Path) -> None:
     for secret in ("sk-very-secret-key", "sk-very-secret-kez", token, token[:-4], token.split(".")[2][:20],
                    secret_prompt):
         assert secret not in logs
+
+
+async def test_admin_listener_serves_https_only_when_it_has_tls(tmp_path: Path) -> None:
+    ca = TestCA(tmp_path)
+    server = ca.server()
+    admin_listen = {"host": "127.0.0.1", "port": 0,
+                    "tls": {"cert_file": str(server.cert), "key_file": str(server.key)}}
+    sections = {
+        "tenants": {"acme": {"class": "standard"}},
+        "keys": [{"key": "sk-acme", "tenant": "acme"}],
+        "admin": {"key": "admin-secret", "listen": admin_listen},
+    }
+    admin = {"Authorization": "Bearer admin-secret"}
+    async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
+            aiohttp.ClientSession() as session:
+        assert gw.admin_url is not None and gw.admin_url.startswith("https://")
+        assert gw.base_url.startswith("http://")  # the main listener keeps its own (plain) setting
+        async with session.get(gw.admin_url + "/admin/requests", headers=admin, ssl=client_context(ca)) as resp:
+            assert resp.status == 200
+        async with session.get(gw.admin_url + "/admin/requests", ssl=client_context(ca)) as resp:
+            assert resp.status == 401  # TLS is no substitute for the admin credential
+        with pytest.raises(aiohttp.ClientError):  # plain HTTP to the admin port
+            async with session.get(gw.admin_url.replace("https://", "http://") + "/admin/requests",
+                                   headers=admin) as resp:
+                await resp.read()
+        with pytest.raises(aiohttp.ClientConnectorError):  # a client that does not trust the test CA
+            async with session.get(gw.admin_url + "/admin/requests", headers=admin,
+                                   ssl=ssl.create_default_context()) as resp:
+                await resp.read()
+        assert (await post(session, gw.base_url, chat("model-a"), token="sk-acme"))[0] == 200

@@ -1,5 +1,6 @@
 """Auth: who is calling. API keys (config or key store), JWT service identities or mTLS client certificates.
 
+An API key limited to some ``routes`` is refused here (403 ``route_not_allowed``, audited) on any other path.
 Off only in the loopback "auth off" mode (no credential of any kind configured). Every failure is a 401 in
 OpenAI's format, saying whether the credential was missing, unknown, revoked or expired, and is written to the
 audit log (the reason and the caller's address, never the credential).
@@ -72,6 +73,9 @@ def auth_stage(gw: Gateway) -> Stage:
         ctx.key = principal.key
         ctx.tenant = principal.key.tenant
         ctx.tenant_config = tenants.get(principal.key.tenant)
+        refusal = security.route_refusal(ctx.request, principal, ctx.request_id)
+        if refusal is not None:
+            raise GatewayError(403, refusal, "route_not_allowed")
         return await read_body(ctx, call_next)
 
     return authenticate
