@@ -106,11 +106,14 @@ async def test_store_key_concurrency_limit(tmp_path: Path) -> None:
     store = SqliteKeyStore(store_path)
     single, _ = store.create("acme", name="single", max_concurrency=1)
     sections = {"tenants": {"acme": {"class": "standard"}}, "key_store": {"path": str(store_path)}}
-    # Slow tokens keep the first request in flight while the second arrives.
-    async with running_sim("fast", itl_ms=40.0, output_len=25) as sim, \
+    # Slow tokens keep the first request in flight (seen running at the simulator) while the second arrives.
+    async with running_sim("fast", itl_ms=50.0) as sim, \
             running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, aiohttp.ClientSession() as session:
-        first = asyncio.create_task(post(session, gw.base_url, chat("model-a", max_tokens=25), token=single))
-        await asyncio.sleep(0.3)
+        first = asyncio.create_task(post(session, gw.base_url, chat("model-a", max_tokens=60), token=single))
+        for _ in range(200):
+            if (await sim.stats())["running"] >= 1:
+                break
+            await asyncio.sleep(0.02)
         status, body = await post(session, gw.base_url, chat("model-a"), token=single)
         assert (status, body["error"]["code"]) == (429, "concurrency"), body
         assert "key:single" in body["error"]["message"]
