@@ -48,10 +48,12 @@ class ScaleOutConfig(Section, frozen=True, kw_only=True):
 
     ``fail_open``: when Redis is unreachable, admit (True) or refuse with 503 (False) what the shared limits
     would have decided. ``endpoint_budget``: concurrent requests per backend endpoint across all replicas
-    (None: no shared budget). ``lease_ttl_ms``: a crashed replica's budget slots free themselves after this.
+    (None: no shared budget); ``endpoint_budgets`` sets it per endpoint name (over ``endpoint_budget``).
+    ``lease_ttl_ms``: a crashed replica's budget slots free themselves after this.
     """
 
     fail_open: bool = True
     endpoint_budget: PositiveInt | None = None
+    endpoint_budgets: dict[str, PositiveInt] = msgspec.field(default_factory=dict)
     lease_ttl_ms: PositiveInt = 10_000
     budget_wait_ms: PositiveInt = 30_000

@@ -40,8 +40,8 @@ class Gateway:
         self.traffic = TrafficControl(config, {name: [(e.name, e.url) for e in pool.endpoints]
                                                for name, pool in self.pools.items()}, self.metrics)
         self.security = SecurityService(config)
-        self.scaleout = ScaleOut(config, self.traffic, self.inflight.get,  # shared state: limits across replicas
-                                 {name: len(pool.endpoints) for name, pool in self.pools.items()})
+        self.scaleout = ScaleOut(config, self.traffic, self.inflight.get)  # shared state: limits across replicas
+        self.router.budget = self.scaleout.budget  # per-endpoint budget shared by all replicas (None: off)
         self.cache = ResponseCache(config.cache, self.scaleout.state, self.metrics) if config.cache.enabled else None
         self.resume = ResumeRegistry(config.streams, self.metrics)  # resumable streams (docs/resume.md)
         self.chain: Next = build_chain(self)

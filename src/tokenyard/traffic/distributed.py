@@ -7,10 +7,11 @@ use it) and every shared feature is off. With a Redis URL:
   scopes of a request in one atomic ``take_all`` (all or nothing), so R rpm across any number of replicas admits
   at most R per minute (plus the refill while a burst is measured). ``max_concurrency`` is a lease per scope. The
   replica-local limiter is then replaced by an unlimited one, so a request is never charged twice.
-* ``EndpointBudget``: ``scaleout.endpoint_budget`` concurrent requests per backend endpoint, counted by leases
-  that every replica takes from the same Redis set (per pool: the pool's endpoints times the budget). A request
-  waits for a lease, polling with a short back-off, until ``budget_wait_ms`` or its deadline. Leases carry a TTL
-  and are renewed while held (``LeaseKeeper``), so a crashed replica's slots free themselves.
+* ``EndpointBudget``: ``scaleout.endpoint_budget`` (or ``scaleout.endpoint_budgets[<endpoint name>]``)
+  concurrent requests per backend endpoint, counted by leases that every replica takes from the same Redis set
+  ``endpoint:<name>``. The router takes one per attempt on the endpoint it chose, tries the pool's other
+  endpoints when that one is full, and otherwise waits until ``budget_wait_ms`` or the deadline. Leases carry a
+  TTL and are renewed while held (``LeaseKeeper``), so a crashed replica's slots free themselves.
 * ``AbortBus``: ``POST /admin/requests/{id}/abort`` on a replica that does not run the request publishes it on a
   channel; the replica that runs it cancels it and acknowledges on the asker's own channel.
 
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping
+import random
+from collections.abc import Callable, Mapping, Sequence
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -80,6 +83,7 @@ class LeaseKeeper:
         self.ttl_s = ttl_s
         self.held: dict[tuple[str, str], float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._renew_forever(), name="tokenyard-lease-keeper")
@@ -90,6 +94,8 @@ class LeaseKeeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
 
     async def acquire(self, resource: str, holder: str, limit: int) -> bool:
         """Raises ``StateUnavailable``; True when the slot is ours (and now kept alive)."""
@@ -101,6 +107,18 @@ class LeaseKeeper:
     async def release(self, resource: str, holder: str) -> None:
         if self.held.pop((resource, holder), None) is None:
             return
+        with contextlib.suppress(StateUnavailable):
+            await self._state.release_lease(resource, holder)
+
+    def release_soon(self, resource: str, holder: str) -> asyncio.Task[None]:
+        """Release from synchronous code (or after a cancelled acquire: sent even when not known as held)."""
+        self.held.pop((resource, holder), None)
+        task = asyncio.create_task(self._release_now(resource, holder), name="tokenyard-lease-release")
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+        return task
+
+    async def _release_now(self, resource: str, holder: str) -> None:
         with contextlib.suppress(StateUnavailable):
             await self._state.release_lease(resource, holder)
 
@@ -210,40 +228,79 @@ class BudgetExhausted(Exception):
 
 
 class EndpointBudget:
-    """At most ``per_endpoint`` requests in flight per backend endpoint across all replicas (pool granularity)."""
+    """At most ``limit(endpoint)`` requests in flight per backend endpoint, counted across all replicas.
 
-    def __init__(self, leases: LeaseKeeper, per_endpoint: int, endpoints: Mapping[str, int], wait_s: float,
-                 fail_open: bool) -> None:
+    A slot is a lease on ``endpoint:<name>`` held by one attempt (holder ``<replica>:<n>``, unique per attempt so
+    hedged attempts count twice). ``acquire`` tries the endpoint the picker chose, then the pool's other
+    endpoints; when every one is full it waits and tries again until ``wait_s`` or the request's deadline. The
+    wait ends early when this replica releases a slot (an in-process event) and otherwise is a poll with jitter
+    (5 ms growing to 50 ms, +-50%): every waiting request on every replica keeps getting its chance, so work queued
+    on one replica is not starved by another's, and no pub/sub message is needed for the common case.
+    """
+
+    def __init__(self, leases: LeaseKeeper, replica: str, default: int | None, per_endpoint: Mapping[str, int],
+                 wait_s: float, fail_open: bool, rng: random.Random | None = None) -> None:
         self._leases = leases
-        self.per_endpoint = per_endpoint
-        self._endpoints = dict(endpoints)
+        self._replica = replica
+        self.default = default
+        self._per_endpoint = dict(per_endpoint)
         self.wait_s = wait_s
         self.fail_open = fail_open
+        self._rng = rng if rng is not None else random.Random()
+        self._ids = itertools.count()
+        self._released = asyncio.Event()
 
-    def limit(self, pool: str) -> int:
-        return self.per_endpoint * max(1, self._endpoints.get(pool, 1))
+    def limit(self, endpoint: str) -> int | None:
+        """The endpoint's budget (None: unlimited)."""
+        return self._per_endpoint.get(endpoint, self.default)
 
-    async def acquire(self, pool: str, holder: str, deadline: float | None) -> bool:
-        """Wait for a slot; True when held (release it), False when admitted without one (fail open)."""
+    async def acquire(self, first: str, others: Callable[[], Sequence[str]], claim: Callable[[str], bool],
+                      deadline: float | None) -> tuple[str, str | None]:
+        """A slot on ``first`` or else on one of ``others()`` (asked again each round) that ``claim`` accepts.
+
+        Returns ``(endpoint, holder)``; holder None when no lease is held (unlimited endpoint, or Redis down and
+        fail open). Give the slot back with ``release``. Raises ``BudgetExhausted``.
+        """
         give_up = monotonic() + self.wait_s
         if deadline is not None:
             give_up = min(give_up, deadline)
+        holder = f"{self._replica}:{next(self._ids)}"
         pause = 0.005
         while True:
-            try:
-                if await self._leases.acquire(f"budget:{pool}", holder, self.limit(pool)):
-                    return True
-            except StateUnavailable:
-                if self.fail_open:
-                    return False
-                raise BudgetExhausted(STATE_DOWN) from None
-            if monotonic() + pause > give_up:
+            for name in (first, *(n for n in others() if n != first)):
+                limit = self.limit(name)
+                if limit is None:
+                    if name == first or claim(name):
+                        return name, None
+                    continue
+                try:
+                    got = await self._leases.acquire(f"endpoint:{name}", holder, limit)
+                except StateUnavailable:
+                    if self.fail_open:
+                        return first, None
+                    raise BudgetExhausted(STATE_DOWN) from None
+                except asyncio.CancelledError:
+                    self._leases.release_soon(f"endpoint:{name}", holder)  # the script may have run
+                    raise
+                if got:
+                    if name == first or claim(name):
+                        return name, holder
+                    self._leases.release_soon(f"endpoint:{name}", holder)
+            now = monotonic()
+            if now >= give_up:
                 raise BudgetExhausted("budget_exhausted")
-            await asyncio.sleep(pause)
+            released = self._released
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), min(give_up - now, pause * self._rng.uniform(0.5, 1.5)))
             pause = min(pause * 1.5, 0.05)
 
-    async def release(self, pool: str, holder: str) -> None:
-        await self._leases.release(f"budget:{pool}", holder)
+    def release(self, endpoint: str, holder: str) -> None:
+        """Give the slot back (in the background: called from synchronous clean-up) and wake local waiters."""
+        self._leases.release_soon(f"endpoint:{endpoint}", holder).add_done_callback(self._wake)
+
+    def _wake(self, _: object) -> None:
+        self._released.set()
+        self._released = asyncio.Event()
 
 
 class AbortBus:
@@ -319,7 +376,7 @@ class ScaleOut:
     """The shared state of one gateway and the cross-replica features built on it (see the module docstring)."""
 
     def __init__(self, config: GatewayConfig, traffic: TrafficControl,
-                 find: Callable[[str], RequestContext | None], pool_sizes: Mapping[str, int]) -> None:
+                 find: Callable[[str], RequestContext | None]) -> None:
         self.config = config
         self.shared = config.state != "memory"
         self.state: SharedState = open_state(config.state)
@@ -336,9 +393,10 @@ class ScaleOut:
             self.limiter = GlobalLimiter(self.state, limits, self.leases, settings.fail_open)
             # One limiter per request: the shared one. The replica-local one (traffic stage) passes all.
             traffic.limiter = RateLimiter()
-        if settings.endpoint_budget is not None:
-            self.budget = EndpointBudget(self.leases, settings.endpoint_budget, pool_sizes,
-                                         settings.budget_wait_ms / 1000, settings.fail_open)
+        if settings.endpoint_budget is not None or settings.endpoint_budgets:
+            self.budget = EndpointBudget(self.leases, self.replica, settings.endpoint_budget,
+                                         settings.endpoint_budgets, settings.budget_wait_ms / 1000,
+                                         settings.fail_open)
         self.aborts = AbortBus(self.state, self.replica, find)
 
     def holder(self, ctx: RequestContext) -> str:

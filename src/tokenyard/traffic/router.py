@@ -29,6 +29,7 @@ from tokenyard.policy.retry_budget import RetryBudget
 from tokenyard.policy.route_rules import RouteRule, RouteTable
 from tokenyard.telemetry.metrics import GatewayMetrics
 from tokenyard.telemetry.tracing import RequestTrace
+from tokenyard.traffic.distributed import BudgetExhausted, EndpointBudget
 from tokenyard.traffic.health import ActiveHealthChecker, Outcome, health_url, pick_with_permit
 from tokenyard.traffic.retry import (
     DEFAULT_RETRY_ON,
@@ -51,11 +52,13 @@ EASTWEST_KINDS = frozenset(("retrieval", "tool"))
 
 
 class NoUpstream(Exception):
-    """No endpoint of the pool (or its fallbacks) could take the request (503 for the client)."""
+    """No endpoint of the pool (or its fallbacks) could take the request (503 for the client); ``code`` is
+    ``no_healthy_upstream``, or ``budget_exhausted``/``shared_state_unavailable`` from the shared budget."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: str = "no_healthy_upstream") -> None:
         super().__init__(message)
         self.message = message
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +78,10 @@ class RouteRequest:
 
 class Attempt:
     """An upstream request whose answer has begun. The caller owns ``response`` and must call ``finish()``
-    exactly once (it releases the endpoint's in-flight slot and records the latency attribution)."""
+    exactly once (it releases the endpoint's in-flight slot and shared budget lease, and records the latency
+    attribution)."""
 
-    __slots__ = ("_done", "_router", "clock", "endpoint", "pool", "response", "tokens", "tries")
+    __slots__ = ("_done", "_router", "clock", "endpoint", "lease", "pool", "response", "tokens", "tries")
 
     def __init__(self, router: Router, pool: Pool, endpoint: Endpoint, response: aiohttp.ClientResponse,
                  clock: PhaseClock, tokens: int) -> None:
@@ -88,6 +92,7 @@ class Attempt:
         self.clock = clock
         self.tokens = tokens
         self.tries = 1
+        self.lease: str | None = None  # holder of the endpoint's shared budget slot (scaleout.endpoint_budget)
         self._done = False
 
     def finish(self, outcome: str = "", ttft_at: float | None = None, observe: bool = True) -> dict[str, float]:
@@ -99,6 +104,8 @@ class Attempt:
             return {}
         self._done = True
         self.endpoint.release(self.tokens)
+        if self.lease is not None and self._router.budget is not None:
+            self._router.budget.release(self.endpoint.name, self.lease)
         if outcome == "upstream_interrupted":
             self.pool.health.report(self.endpoint.name, Outcome.FAILURE)
             self._router.refresh_gauges()
@@ -152,6 +159,7 @@ class Router:
         self._scraper: LoadScraper | None = None
         self._gauges: asyncio.Task[None] | None = None
         self._endpoints = {e.name: e for pool in pools.values() for e in pool.endpoints}
+        self.budget: EndpointBudget | None = None  # set by the gateway when the budget is shared (ScaleOut)
 
     # ----- lifecycle -----
 
@@ -276,6 +284,9 @@ class Router:
                 raise NoUpstream(str(error)) from None
             except NoEndpointAvailable:
                 raise NoUpstream("no healthy upstream for this model") from None
+            except BudgetExhausted as exc:
+                raise NoUpstream(f"no capacity: every endpoint's shared budget is in use ({exc})", str(exc)) \
+                    from None
             finally:
                 self._discard(keep, exclude=winner)
             winner.tries = retries.attempts
@@ -304,8 +315,17 @@ class Router:
             self._discard(keep, exclude=None)
             pool = self.pools[pool_name]
             attempt_body = body if pool is asked else self._renamed(body, pool, asked, req.features.model)
-            attempt = await self._send(pool, pool.by_name[view.name], path, attempt_body, headers, req,
-                                       retries.policy)
+            endpoint, lease = await self._leased(pool, view.name, req, retries.tried())
+            try:
+                attempt = await self._send(pool, endpoint, path, attempt_body, headers, req, retries.policy)
+            except _FailedAnswer as failed:
+                failed.attempt.lease = lease  # released when the kept answer is finished
+                raise
+            except BaseException:
+                if lease is not None and self.budget is not None:
+                    self.budget.release(endpoint.name, lease)
+                raise
+            attempt.lease = lease
             return attempt
 
         async def send_keeping(pool_name: str, view: EndpointView) -> Attempt:
@@ -344,6 +364,31 @@ class Router:
                 attempt.finish("hedge_loser", observe=False)
                 loser(1)
         return winner
+
+    async def _leased(self, pool: Pool, chosen: str, req: RouteRequest, tried: frozenset[str]
+                      ) -> tuple[Endpoint, str | None]:
+        """The endpoint to send to and its shared budget lease (None: no budget). ``chosen`` (the picker's, holding
+        a breaker permit) when it has a free slot, else the least busy other routable endpoint of the pool that
+        has one (its permit is taken, ``chosen``'s given back); waits while all are full (``EndpointBudget``)."""
+        if self.budget is None:
+            return pool.by_name[chosen], None
+
+        def others() -> list[str]:
+            names = [e for e in pool.endpoints if e.name not in tried and e.name != chosen and e.weight > 0
+                     and pool.health.status(e.name).routable]
+            return [e.name for e in sorted(names, key=lambda e: e.inflight)]
+
+        def claim(name: str) -> bool:
+            return pool.health.try_begin(name)
+
+        try:
+            name, lease = await self.budget.acquire(chosen, others, claim, req.deadline)
+        except BaseException:
+            pool.health.report(chosen, Outcome.CANCELLED)  # the picker's permit: no attempt was made
+            raise
+        if name != chosen:
+            pool.health.report(chosen, Outcome.CANCELLED)
+        return pool.by_name[name], lease
 
     def _renamed(self, body: bytes, pool: Pool, asked: Pool, client_model: str) -> bytes:
         """The body for another pool than the one asked for (a route rule's or a fallback): that pool's

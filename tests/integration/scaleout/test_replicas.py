@@ -55,55 +55,88 @@ async def test_a_global_rate_limit_holds_across_three_replicas(redis_server: Red
     assert admitted >= rpm * 0.9
 
 
-async def test_the_backend_budget_is_shared_by_all_replicas(redis_server: RedisServer) -> None:
-    budget = 4
-    async with running_sim("fast", ttft_ms=50, itl_ms=20, max_num_seqs=64) as sim, \
-            replicas(sim, redis_server, scaleout={"endpoint_budget": budget}) as gws, \
-            aiohttp.ClientSession() as session:
-        peak = 0
-        done = asyncio.Event()
+async def test_each_endpoint_budget_is_shared_by_all_replicas(redis_server: RedisServer) -> None:
+    budgets = {"big": 5, "small": 2}
+    async with running_sim("fast", ttft_ms=50, itl_ms=20, max_num_seqs=64) as big, \
+            running_sim("fast", ttft_ms=50, itl_ms=20, max_num_seqs=64) as small:
+        sims = {"big": big, "small": small}
+        models = {"*": {"endpoints": [{"url": sim.base_url + "/v1", "name": name} for name, sim in sims.items()]}}
+        async with replicas(big, redis_server, models=models,
+                            scaleout={"endpoint_budgets": budgets}) as gws, aiohttp.ClientSession() as session:
+            peaks = dict.fromkeys(sims, 0)
+            done = asyncio.Event()
 
-        async def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                stats = await sim.stats()
-                peak = max(peak, int(stats["running"]))
-                await asyncio.sleep(0.01)
+            async def sample() -> None:
+                while not done.is_set():
+                    for name, sim in sims.items():
+                        stats = await sim.stats()
+                        peaks[name] = max(peaks[name], int(stats["running"]) + int(stats["waiting"]))
+                    await asyncio.sleep(0.02)
 
-        sampler = asyncio.create_task(sample())
-        statuses = await asyncio.gather(*(status_of(session, gws[i % 3], chat(max_tokens=6)) for i in range(30)))
-        done.set()
-        await sampler
-    assert statuses == [200] * 30
-    assert 1 <= peak <= budget * 1.05
+            sampler = asyncio.create_task(sample())
+            statuses = await asyncio.gather(*(status_of(session, gws[i % 3], chat(max_tokens=6))
+                                              for i in range(42)))
+            done.set()
+            await sampler
+            served = {name: (await sim.stats())["completed_requests"] for name, sim in sims.items()}
+    assert statuses == [200] * 42  # queued work waited for a slot on some endpoint, none was refused
+    for name, budget in budgets.items():
+        assert 1 <= peaks[name] <= budget * 1.05, (name, peaks)
+    assert peaks["big"] > budgets["small"]  # the bigger endpoint was filled past the smaller one's budget
+    assert sum(served.values()) == 42 and min(served.values()) >= 1, served
+
+
+async def _abort_one(session: aiohttp.ClientSession, sim: RunningSim, a: RunningGateway, b: RunningGateway,
+                     request_id: str) -> tuple[float, float]:
+    """Abort a live stream of B through A: seconds from the abort request until the stream on B ended, and until
+    the simulator's generated-token counter stopped (the time it was first seen at its final value)."""
+    body = chat(max_tokens=2000, stream=True)
+    resp = await session.post(b.base_url + "/v1/chat/completions", json=body, headers={"x-request-id": request_id})
+    assert resp.status == 200
+    await resp.content.readline()  # the stream is live on replica B
+    admin = {"Authorization": "Bearer admin-secret"}
+    samples: list[tuple[float, int]] = []
+
+    async def watch_counter() -> None:
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < 0.3 and len(samples) < 2000:
+            tokens = int((await sim.stats())["generated_tokens"])
+            if samples and tokens != samples[-1][1]:
+                quiet_since = time.monotonic()
+            samples.append((time.monotonic(), tokens))
+            await asyncio.sleep(0.003)
+
+    sent = time.monotonic()
+    watcher = asyncio.create_task(watch_counter())
+    async with session.post(a.base_url + f"/admin/requests/{request_id}/abort", headers=admin) as answer:
+        assert answer.status == 200
+        assert (await answer.json())["aborted"] is True
+    rest = await resp.read()
+    stream_s = time.monotonic() - sent
+    resp.close()
+    await watcher
+    assert b"event: error" in rest and b"[DONE]" not in rest
+    final = samples[-1][1]
+    first_final = next(at for at, tokens in samples if tokens == final)
+    return stream_s, max(0.0, first_final - sent)
 
 
 async def test_an_abort_on_one_replica_stops_a_stream_on_another(redis_server: RedisServer) -> None:
-    async with running_sim("fast", itl_ms=20) as sim, replicas(sim, redis_server, count=2, **ADMIN) as (a, b), \
-            aiohttp.ClientSession() as session:
-        body = chat(max_tokens=2000, stream=True)
-        resp = await session.post(b.base_url + "/v1/chat/completions", json=body,
-                                  headers={"x-request-id": "long-one"})
-        await resp.content.readline()  # the stream is live on replica B
+    # One budget slot for the endpoint: each stream needs the slot the aborted one held (a leak is a 503).
+    budget = {"scaleout": {"endpoint_budget": 1, "budget_wait_ms": 3000}}
+    async with running_sim("fast", itl_ms=20) as sim, \
+            replicas(sim, redis_server, count=2, **ADMIN, **budget) as (a, b), aiohttp.ClientSession() as session:
+        results = [await _abort_one(session, sim, a, b, f"long-{i}") for i in range(5)]
+        stream_ends = sorted(r[0] for r in results)
+        counter_stops = sorted(r[1] for r in results)
+        # The issue's target: 100 ms. The median keeps one slow round on a loaded machine from failing the test.
+        assert stream_ends[2] < 0.1, f"stream end after abort (s): {stream_ends} (max {stream_ends[-1]:.3f})"
+        assert counter_stops[2] < 0.1, f"generation stop after abort (s): {counter_stops}"
+        print(f"abort: stream end {stream_ends}, generation stop {counter_stops}")
         admin = {"Authorization": "Bearer admin-secret"}
-        sent = time.monotonic()
-        async with session.post(a.base_url + "/admin/requests/long-one/abort", headers=admin) as answer:
-            assert answer.status == 200
-            assert (await answer.json())["aborted"] is True
-        rest = await resp.read()
-        stopped = time.monotonic() - sent
-        resp.close()
-        assert b"event: error" in rest and b"[DONE]" not in rest
-        assert stopped < 1.0  # the 100 ms target is measured in benchmarks/scaleout.py (shared machine)
         async with session.post(a.base_url + "/admin/requests/nobody/abort", headers=admin) as missing:
             assert missing.status == 404
-        aborted = 0
-        for _ in range(100):  # the simulator notices the closed connection on its own schedule
-            aborted = (await sim.stats())["aborted_requests"]
-            if aborted:
-                break
-            await asyncio.sleep(0.05)
-        assert aborted == 1
+        assert (await sim.stats())["aborted_requests"] == 5
 
 
 async def test_a_cache_entry_written_by_one_replica_is_served_by_another(redis_server: RedisServer) -> None:

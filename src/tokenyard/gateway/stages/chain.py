@@ -46,7 +46,7 @@ def build_stages(gw: Gateway) -> list[Stage]:
     from tokenyard.gateway.stages.cache import cache_stage
     from tokenyard.gateway.stages.classify import classify_stage
     from tokenyard.gateway.stages.degrade import degrade_stage
-    from tokenyard.gateway.stages.distributed import endpoint_budget_stage, global_limit_stage
+    from tokenyard.gateway.stages.distributed import global_limit_stage
     from tokenyard.gateway.stages.model import model_stage
     from tokenyard.gateway.stages.observe import observe_stage
     from tokenyard.gateway.stages.policy import policy_stage
@@ -65,7 +65,7 @@ def build_stages(gw: Gateway) -> list[Stage]:
         cache_stage(gw),  # exact / semantic cache, coalescing, embedding micro-batching
         degrade_stage(gw),  # the degradation ladder's actions on the body
         admission_stage(gw),  # class queues, fair share, adaptive limits, deadlines
-        endpoint_budget_stage(gw),  # backend budget shared by all replicas (scaleout.endpoint_budget)
+        # The backend budget shared by all replicas is taken per endpoint by the router (forward).
     ]
 
 

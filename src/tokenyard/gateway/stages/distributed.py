@@ -2,8 +2,8 @@
 
 ``global_limit_stage`` (beside the local rate limit): the key/tenant/class rpm, tpm and concurrency limits in
 Redis; a refusal is 429 ``rate_limited`` with ``Retry-After`` and OpenAI's ``x-ratelimit-*`` headers; Redis down
-and ``scaleout.fail_open: false`` is 503. ``endpoint_budget_stage`` (innermost, after admission): waits for one
-of the backend's shared budget slots; none in time is 503 ``budget_exhausted``.
+and ``scaleout.fail_open: false`` is 503. The backend budget (``scaleout.endpoint_budget``) is taken per endpoint
+by the router (``traffic.router``, ``EndpointBudget``): none in time is 503 ``budget_exhausted``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage
 from tokenyard.gateway.stages.ratelimit import estimated_tokens
-from tokenyard.traffic.distributed import STATE_DOWN, BudgetExhausted
+from tokenyard.traffic.distributed import STATE_DOWN
 from tokenyard.traffic.ratelimit import RateTicket
 
 if TYPE_CHECKING:
@@ -59,28 +59,3 @@ def global_limit_stage(gw: Gateway) -> Stage:
             await limiter.settle(ticket, holder, used)
 
     return global_limit
-
-
-def endpoint_budget_stage(gw: Gateway) -> Stage:
-    scaleout = gw.scaleout
-    budget = scaleout.budget
-    if budget is None:
-        return _pass
-
-    async def endpoint_budget(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
-        assert ctx.pool is not None
-        holder = scaleout.holder(ctx)
-        pool = ctx.pool.name
-        try:
-            held = await budget.acquire(pool, holder, ctx.deadline)
-        except BudgetExhausted as exc:
-            ctx.abort_reason = str(exc)
-            raise GatewayError(503, f"no capacity: the shared budget of {pool} is in use ({exc})", str(exc),
-                               outcome="shed", headers={"Retry-After": "1"}) from None
-        try:
-            return await call_next(ctx)
-        finally:
-            if held:
-                await budget.release(pool, holder)
-
-    return endpoint_budget

@@ -52,6 +52,10 @@ def forward_terminal(gw: Gateway) -> Next:
                 attempt = await router.open(ctx.pool, PATHS[ctx.operation], ctx.body, headers,
                                            route_request(ctx, gw.config))
             except NoUpstream as exc:
+                if exc.code != "no_healthy_upstream":  # the shared endpoint budget: no slot in time
+                    ctx.abort_reason = exc.code
+                    raise GatewayError(503, exc.message, exc.code, outcome="shed",
+                                       headers={"Retry-After": "1"}) from exc
                 raise GatewayError(503, exc.message, "no_healthy_upstream") from exc
             ctx.backend = attempt.endpoint.name
             upstream = attempt.response
