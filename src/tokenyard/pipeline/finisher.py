@@ -73,8 +73,6 @@ class Finisher:
             self.finishing.difference_update(ids)
         try:
             if self.lineage_stream is not None:
-                for _, record in batch:
-                    if record is not None:
-                        await self.log.append(self.lineage_stream, record)
+                await self.log.append_many(self.lineage_stream, [r for _, r in batch if r is not None])
         except Exception as exc:
             log.warning("writing lineage of %d events failed: %s", len(batch), exc)

@@ -11,7 +11,9 @@ redeliveries. The ``EventLog`` seam has no conditional append, so each backend g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from tokenyard.pipeline.eventlog import EventLog
 from tokenyard.pipeline.sinks import Result
 
 MAX_CONNECTIONS = 16
+MAX_BATCH = 256  # results per backend call
 _APPEND_ONCE = """
 local found = redis.call('HGET', KEYS[2], ARGV[1])
 if found then return 0 end
@@ -28,6 +31,45 @@ local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 redis.call('HSET', KEYS[2], ARGV[1], id)
 return 1
 """
+
+
+class WriteBatcher:
+    """Coalesces the writes of concurrently finishing events into one backend call per batch: a handler awaits
+    its own result's verdict, so each event is still written (and deduplicated) before it is acked. One batch is
+    in flight at a time; writes arriving meanwhile form the next one (the batch grows with the load)."""
+
+    def __init__(self, write_many: Callable[[list[Result]], Awaitable[list[bool]]], max_batch: int = MAX_BATCH):
+        self._write_many = write_many
+        self._max_batch = max_batch
+        self._queued: list[tuple[Result, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, result: Result) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queued.append((result, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="pipeline-sink-batch")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued[:self._max_batch], self._queued[self._max_batch:]
+            try:
+                verdicts = await self._write_many([result for result, _ in batch])
+            except Exception as exc:  # every writer of the batch sees the failure (its event stays pending)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), verdict in zip(batch, verdicts, strict=True):
+                if not future.done():  # a cancelled writer: its result is written, the redelivery dedupes
+                    future.set_result(verdict)
+
+    async def close(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
 
 
 class RedisStreamSink:
@@ -38,14 +80,24 @@ class RedisStreamSink:
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=None)
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._script = self._redis.register_script(_APPEND_ONCE)
+        self._batcher = WriteBatcher(self._write_many)
 
     async def write(self, result: Result) -> bool:
-        args: list[str] = [result.event_id]
-        for k, v in result.to_fields().items():
-            args += [k, v]
-        return bool(int(await self._script(keys=[self.stream, self.stream + ":dedupe"], args=args)))
+        return await self._batcher.write(result)
+
+    async def _write_many(self, results: list[Result]) -> list[bool]:
+        """One pipelined round trip; each result is still its own atomic check-and-append script call."""
+        keys = [self.stream, self.stream + ":dedupe"]
+        pipe = self._redis.pipeline(transaction=False)
+        for result in results:
+            args: list[str] = [result.event_id]
+            for k, v in result.to_fields().items():
+                args += [k, v]
+            await self._script(keys=keys, args=args, client=pipe)
+        return [bool(int(reply)) for reply in await pipe.execute()]
 
     async def close(self) -> None:
+        await self._batcher.close()
         await self._redis.aclose()
 
 
@@ -57,34 +109,46 @@ class EmbeddedStreamSink:
         self._lock_path = lock_path
         self._seen: set[str] = set()
         self._after = "0-0"
-        self._local = asyncio.Lock()
+        self._batcher = WriteBatcher(self._write_many)
 
     async def write(self, result: Result) -> bool:
-        async with self._local:
-            fd = await asyncio.to_thread(self._lock)
-            try:
-                while True:  # catch up with what other writers appended
-                    entries = await self.log.read_range(self.stream, f"({self._after}", "+", count=1000)
-                    for entry in entries:
-                        self._seen.add(entry.fields.get("event_id", ""))
-                        self._after = entry.id
-                    if len(entries) < 1000:
-                        break
-                if result.event_id in self._seen:
-                    return False
-                self._after = await self.log.append(self.stream, result.to_fields())
-                self._seen.add(result.event_id)
-                return True
-            finally:
-                fd.close()  # closing the file releases the flock
+        return await self._batcher.write(result)
+
+    async def _write_many(self, results: list[Result]) -> list[bool]:
+        """Under the file lock: catch up with other writers, then append the unseen results in one transaction."""
+        fd = await asyncio.to_thread(self._lock)
+        try:
+            while True:  # catch up with what other writers appended
+                entries = await self.log.read_range(self.stream, f"({self._after}", "+", count=1000)
+                for entry in entries:
+                    self._seen.add(entry.fields.get("event_id", ""))
+                    self._after = entry.id
+                if len(entries) < 1000:
+                    break
+            verdicts: list[bool] = []
+            fresh: dict[str, dict[str, str]] = {}  # event id -> fields; also dedupes a repeat inside the batch
+            for result in results:
+                new = result.event_id not in self._seen and result.event_id not in fresh
+                if new:
+                    fresh[result.event_id] = result.to_fields()
+                verdicts.append(new)
+            if fresh:
+                ids = await self.log.append_many(self.stream, list(fresh.values()))
+                # Marked seen only once appended (one transaction); after a failure the catch-up read above
+                # finds whatever did land: the stream itself is the index.
+                self._seen.update(fresh)
+                self._after = ids[-1]
+            return verdicts
+        finally:
+            fd.close()  # closing the file releases the flock
 
     def _lock(self) -> Any:
-        fh = open(self._lock_path, "a+b")  # noqa: SIM115 - held across awaits, closed in write()
+        fh = open(self._lock_path, "a+b")  # noqa: SIM115 - held across awaits, closed in _write_many()
         fcntl.flock(fh, fcntl.LOCK_EX)
         return fh
 
     async def close(self) -> None:
-        return None
+        await self._batcher.close()
 
 
 def sqlite_path(url: str) -> Path:

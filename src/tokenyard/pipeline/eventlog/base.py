@@ -62,6 +62,10 @@ class EventLog(Protocol):
         """Append an entry and return its id; ``maxlen`` trims the oldest entries beyond that many."""
         ...
 
+    async def append_many(self, stream: str, records: Sequence[Mapping[str, str]]) -> list[str]:
+        """Append several entries in order with one round trip (one transaction on SQLite); their ids."""
+        ...
+
     async def append_once(
         self, stream: str, dedupe_key: str, fields: Mapping[str, str], *, maxlen: int | None = None,
         ttl_s: float | None = None,

@@ -90,6 +90,15 @@ class RedisStreamsEventLog:
         payload: dict[Any, Any] = dict(fields)
         return str(await self._run(self._client.xadd(stream, payload, maxlen=maxlen, approximate=False), "append"))
 
+    async def append_many(self, stream: str, records: Sequence[Mapping[str, str]]) -> list[str]:
+        if not records:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for fields in records:
+            payload: dict[Any, Any] = dict(fields)
+            pipe.xadd(stream, payload)
+        return [str(i) for i in await self._run(pipe.execute(), "append_many")]
+
     async def append_once(
         self, stream: str, dedupe_key: str, fields: Mapping[str, str], *, maxlen: int | None = None,
         ttl_s: float | None = None,

@@ -101,6 +101,14 @@ class SqliteEventLog:
         self._wake_readers()
         return entry_id
 
+    async def append_many(self, stream: str, records: Sequence[Mapping[str, str]]) -> list[str]:
+        if not records:
+            return []
+        payloads = [json.dumps(dict(fields), separators=(",", ":")) for fields in records]
+        ids = await self._call(lambda db: [format_id(*_append(db, stream, p, None)) for p in payloads])
+        self._wake_readers()
+        return ids
+
     async def append_once(
         self, stream: str, dedupe_key: str, fields: Mapping[str, str], *, maxlen: int | None = None,
         ttl_s: float | None = None,
