@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,9 +71,9 @@ class RedisServer:
         self.start()
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A fresh, empty redis-server for one test."""
+@contextmanager
+def running_redis() -> Iterator[RedisServer]:
+    """A redis-server on a free loopback port with its own working directory, stopped on exit."""
     with tempfile.TemporaryDirectory() as workdir:
         server = RedisServer(free_port(), Path(workdir))
         server.start()
@@ -80,3 +81,27 @@ def redis_server() -> Iterator[RedisServer]:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh, empty redis-server for one test (tests that restart or stop it need their own)."""
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def module_redis() -> Iterator[RedisServer]:
+    """One redis-server per test module: much faster than one per test; use ``flushed_redis`` in tests."""
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def flushed_redis(module_redis: RedisServer) -> RedisServer:
+    """The module's redis-server, emptied before this test."""
+    import redis
+
+    with redis.Redis.from_url(module_redis.url) as client:
+        client.flushall()
+    return module_redis

@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
-import redis
 
-from tests.conftest import RedisServer, free_port
 from tokenyard.state import SharedState, open_state
-
-
-@pytest.fixture(scope="module")
-def module_redis() -> Iterator[RedisServer]:
-    with tempfile.TemporaryDirectory() as workdir:
-        server = RedisServer(free_port(), Path(workdir))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
-
-
-@pytest.fixture
-def flushed_redis(module_redis: RedisServer) -> RedisServer:
-    with redis.Redis.from_url(module_redis.url) as client:
-        client.flushall()
-    return module_redis
 
 
 @pytest.fixture(params=["memory", "redis"])
