@@ -117,17 +117,23 @@ class Engine:
 
     # -- requests -----------------------------------------------------------------------------------------
     def submit(self, prompt_text: str, max_tokens: int | None, salt: str = "",
-               extra_frontend_ms: float = 0.0) -> RequestHandle:
-        """Admit a request; raises ``RequestInvalid`` (400) or ``QueueFull`` (429)."""
+               extra_frontend_ms: float = 0.0, received_at: float | None = None) -> RequestHandle:
+        """Admit a request; raises ``RequestInvalid`` (400) or ``QueueFull`` (429).
+
+        ``received_at`` (loop clock) is when the request reached the server, if known: its front-end delay and
+        TTFT run from then, so the time the simulator's own busy event loop held the request before this call
+        is absorbed into the modelled front-end delay instead of being added to it (see ``sim.arrival``).
+        """
         params = self.params
         prompt_tokens = count_tokens(prompt_text)
         target, reason = self._output_length(prompt_tokens, max_tokens)
         problem = self.scheduler.check(prompt_tokens, target)
         if problem is not None:
             raise RequestInvalid(problem)
-        loop = asyncio.get_running_loop()
+        now = asyncio.get_running_loop().time()
+        arrival = now if received_at is None else min(received_at, now)
         self._next_id += 1
-        seq = Sequence(self._next_id, prompt_tokens, target, block_hashes(prompt_text, salt), arrival=loop.time(),
+        seq = Sequence(self._next_id, prompt_tokens, target, block_hashes(prompt_text, salt), arrival=arrival,
                        frontend_s=(params.frontend_ms + extra_frontend_ms) / 1000.0, stop_reason=reason)
         handle = RequestHandle(seq, self._rng.randrange(len(VOCAB)), 1 + 2 * self._rng.randrange(len(VOCAB) // 2))
         seq.sink = handle

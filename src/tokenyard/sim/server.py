@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tokenyard.sim.arrival import received_at
 from tokenyard.sim.base import SimService, error_response, json_response
 from tokenyard.sim.direct import HIGH_WATER, DirectSSE
 from tokenyard.sim.engine import REFUSED, Engine, QueueFull, RequestHandle, RequestInvalid
@@ -85,7 +86,8 @@ class LLMSim(SimService):
         if fault.hang:
             await self.hang()
         try:
-            handle = self.engine.submit(req.prompt_text, req.max_tokens, req.salt, fault.ttft_inflation_ms)
+            handle = self.engine.submit(req.prompt_text, req.max_tokens, req.salt, fault.ttft_inflation_ms,
+                                        received_at(request.transport, asyncio.get_running_loop().time()))
         except RequestInvalid as exc:
             return error_response(str(exc), 400, "messages" if chat else "prompt")
         except QueueFull as exc:
