@@ -205,6 +205,28 @@ class InferenceStep:
                     wait = min(wait, ticket.deadline_s)
                 await asyncio.sleep(min(wait, MAX_ADMISSION_WAIT_S))
 
+    @staticmethod
+    def _consume(line: bytes, progress: Progress) -> bool:
+        """Count one SSE ``data:`` line into ``progress``; True when it carried text."""
+        chunk = _decode_chunk(line[6:])
+        texted = False
+        for choice in chunk.choices:
+            piece = choice.delta.content if choice.delta is not None else choice.text
+            if piece:
+                progress.parts.append(piece)
+                progress.tokens += 1
+                texted = True
+        if chunk.usage is not None:
+            progress.prompt_tokens = chunk.usage.prompt_tokens
+            progress.completion_tokens = chunk.usage.completion_tokens
+        return texted
+
+    def _first_token(self, lease: Lease | None, ttft_s: float) -> None:
+        if lease is not None:
+            lease.record_ttft(ttft_s)
+        if self.traffic.degrade is not None:
+            self.traffic.degrade.observe_ttft(self.spec.klass, ttft_s)
+
     async def _generate(self, lease: Lease | None, prompt: str, progress: Progress, dispatched: float,
                         deadline: float | None) -> str:
         pool, body, extra = self._request(prompt, progress)
@@ -230,24 +252,17 @@ class InferenceStep:
                         lease.record_overload()
                     raise TransientError(f"upstream answered {response.status}: {text}")
                 raise PermanentError(f"upstream answered {response.status}: {text}")
-            async for line in response.content:
-                if not line.startswith(b"data: {"):
-                    continue
-                chunk = _decode_chunk(line[6:])
-                for choice in chunk.choices:
-                    piece = choice.delta.content if choice.delta is not None else choice.text
-                    if piece:
-                        progress.parts.append(piece)
-                        progress.tokens += 1
-                        if first_at is None:
-                            first_at = time.monotonic()
-                            if lease is not None:
-                                lease.record_ttft(first_at - dispatched)
-                            if self.traffic.degrade is not None:
-                                self.traffic.degrade.observe_ttft(self.spec.klass, first_at - dispatched)
-                if chunk.usage is not None:
-                    progress.prompt_tokens = chunk.usage.prompt_tokens
-                    progress.completion_tokens = chunk.usage.completion_tokens
+            # Whatever arrived at once, split into lines here: far cheaper per token than readline() per line.
+            rest = b""
+            async for data in response.content.iter_any():
+                *lines, rest = (rest + data).split(b"\n")
+                for line in lines:
+                    if line.startswith(b"data: {") and self._consume(line, progress) and first_at is None:
+                        first_at = time.monotonic()
+                        self._first_token(lease, first_at - dispatched)
+            if rest.startswith(b"data: {") and self._consume(rest, progress) and first_at is None:
+                first_at = time.monotonic()  # a last line without a newline
+                self._first_token(lease, first_at - dispatched)
             return "".join(progress.parts)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, msgspec.DecodeError) as exc:
             outcome = "upstream_interrupted"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from tokenyard.pipeline.eventlog import EventLog
 from tokenyard.pipeline.sinks import Result
@@ -86,15 +87,32 @@ class RedisStreamSink:
         return await self._batcher.write(result)
 
     async def _write_many(self, results: list[Result]) -> list[bool]:
-        """One pipelined round trip; each result is still its own atomic check-and-append script call."""
+        """One pipelined round trip; each result is still its own atomic check-and-append script call. EVALSHA
+        directly (a registered script would cost a SCRIPT EXISTS round trip per batch); the calls that find
+        the script missing (a restarted Redis) load it and run again."""
         keys = [self.stream, self.stream + ":dedupe"]
-        pipe = self._redis.pipeline(transaction=False)
+        calls: list[list[str]] = []
         for result in results:
-            args: list[str] = [result.event_id]
+            args: list[str] = [*keys, result.event_id]
             for k, v in result.to_fields().items():
                 args += [k, v]
-            await self._script(keys=keys, args=args, client=pipe)
-        return [bool(int(reply)) for reply in await pipe.execute()]
+            calls.append(args)
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for _ in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            for i in todo:
+                pipe.evalsha(self._script.sha, len(keys), *calls[i])
+            for i, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+            todo = [i for i in todo if isinstance(replies[i], NoScriptError)]
+            if not todo:
+                break
+            self._script.sha = await self._redis.script_load(_APPEND_ONCE)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [bool(int(reply)) for reply in replies]
 
     async def close(self) -> None:
         await self._batcher.close()
