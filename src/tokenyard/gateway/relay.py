@@ -19,7 +19,7 @@ from tokenyard.cache.coalesce import STREAM_TAP
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.heartbeat import QUEUED_STREAM, HeartbeatChunks
-from tokenyard.gateway.sse import DONE_PREFIX, SseFramer, find_usage, has_content
+from tokenyard.gateway.sse import SseFramer, find_usage, scan_events
 from tokenyard.gateway.watchdog import Watchdog
 from tokenyard.telemetry.metrics import GatewayMetrics, RequestSeries
 
@@ -117,14 +117,8 @@ async def relay_stream(ctx: RequestContext, upstream: aiohttp.ClientResponse, se
         try:
             async for chunk in HeartbeatChunks(upstream.content, resp, lambda: framer.at_event_start, heartbeat_s):
                 out, events = framer.feed(chunk)
-                tokens_here = 0
-                for event in events:
-                    if event.startswith(DONE_PREFIX):
-                        done = True
-                    elif has_content(event):
-                        tokens_here += 1
-                    elif usage is None:
-                        usage = find_usage(event)
+                done_here, tokens_here, usage = scan_events(events, usage)
+                done = done or done_here
                 await resp.write(out)
                 if tap is not None:
                     tap.write(out)  # the cache and coalesced followers get the same bytes

@@ -25,7 +25,7 @@ from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.heartbeat import QUEUED_STREAM, HeartbeatChunks
 from tokenyard.gateway.relay import SSE_CONTENT_TYPE, abort_upstream, gateway_headers
 from tokenyard.gateway.resume import ResumeRegistry, StreamRecord
-from tokenyard.gateway.sse import DONE_PREFIX, SseFramer, find_usage, has_content
+from tokenyard.gateway.sse import SseFramer, scan_events
 from tokenyard.gateway.watchdog import Watchdog
 from tokenyard.telemetry.metrics import GatewayMetrics, RequestSeries
 
@@ -118,14 +118,8 @@ async def relay_resumable(ctx: RequestContext, upstream: aiohttp.ClientResponse,
             except StopAsyncIteration:
                 break
             out, events = framer.feed(chunk)
-            tokens_here = 0
-            for event in events:
-                if event.startswith(DONE_PREFIX):
-                    done = True
-                elif has_content(event):
-                    tokens_here += 1
-                elif usage is None:
-                    usage = find_usage(event)
+            done_here, tokens_here, usage = scan_events(events, usage)
+            done = done or done_here
             if tokens_here:
                 now = monotonic()
                 if relay.content_events == 0:

@@ -106,3 +106,18 @@ def find_usage(payload: bytes) -> Usage | None:
         return msgspec.json.decode(payload[start:end + 1], type=_WithUsage).usage
     except msgspec.DecodeError:
         return None
+
+
+def scan_events(events: list[bytes], usage: Usage | None) -> tuple[bool, int, Usage | None]:
+    """What a batch of relayed events carries: whether ``[DONE]`` was among them, how many carried generated text,
+    and the usage (``usage`` if already known, else the first one found). Both relays count the same way."""
+    done = False
+    tokens = 0
+    for event in events:
+        if event.startswith(DONE_PREFIX):
+            done = True
+        elif has_content(event):
+            tokens += 1
+        elif usage is None:
+            usage = find_usage(event)
+    return done, tokens, usage

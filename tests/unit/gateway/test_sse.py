@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenyard.gateway.sse import SseFramer, find_usage, has_content
+from tokenyard.gateway.sse import SseFramer, Usage, find_usage, has_content, scan_events
 
 EVENTS = [b'data: {"delta":{"role":"assistant","content":""}}\n\n', b'data: {"delta":{"content":"a"}}\n\n',
           b'data: {"delta":{"content":"b"}}\n\n', b"data: [DONE]\n\n"]
@@ -58,3 +58,15 @@ def test_usage_found_only_when_present_and_not_null() -> None:
     usage = find_usage(b'{"usage": {"prompt_tokens": 4, "completion_tokens": 9, "total_tokens": 13}}')
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (4, 9)
     assert find_usage(b'data: {"usage":{"broken"') is None
+
+
+def test_scan_events_counts_text_finds_usage_and_done() -> None:
+    events = [
+        b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n',
+        b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n',
+        b'data: {"choices":[{"text":"there"}]}\n\n',
+        b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\n',
+    ]
+    assert scan_events(events, None) == (False, 2, Usage(prompt_tokens=3, completion_tokens=2))
+    known = Usage(prompt_tokens=1, completion_tokens=1)
+    assert scan_events([*events[3:], b"data: [DONE]\n\n"], known) == (True, 0, known)  # the first usage is kept
