@@ -46,7 +46,7 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 0.25
 DEFAULT_COOLDOWN_S = 0.5
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-_SCRIPTS = ("token_bucket", "token_buckets_all", "bucket_adjust", "window_hit", "budget", "lease_acquire",
+_SCRIPTS = ("token_buckets_all", "bucket_adjust", "window_hit", "budget", "lease_acquire",
             "lease_renew", "lease_count", "list_append")
 _SUBSCRIBER_QUEUE = 10_000
 
@@ -202,11 +202,8 @@ class RedisState:
     async def take(
         self, key: str, cost: float, rate_per_s: float, burst: float, now: float | None = None
     ) -> TakeResult:
-        allowed, remaining, retry = await self._script(
-            "token_bucket", self._key("tb", key), repr(float(cost)), repr(float(rate_per_s)), repr(float(burst)),
-            "" if now is None else repr(float(now)))
-        retry_after = float(retry)
-        return TakeResult(bool(allowed), float(remaining), math.inf if retry_after < 0 else retry_after)
+        # One bucket is an all-or-nothing take of one: one script holds the refill and reconciliation arithmetic.
+        return (await self.take_all([BucketTake(key, cost, rate_per_s, burst)], now)).buckets[0]
 
     async def take_all(self, takes: Sequence[BucketTake], now: float | None = None) -> TakeAllResult:
         if len({t.key for t in takes}) != len(takes):

@@ -1,7 +1,8 @@
 -- All-or-nothing take across several token buckets (e.g. key, tenant and class scopes; requests and tokens).
 -- KEYS: bucket hashes {tokens, ts, adj}, distinct. ARGV[1]: now ('' = server clock); then per key: cost, rate, burst.
--- Each bucket is refilled and reconciled as in token_bucket.lua; the costs are taken only if every bucket has
--- enough. Returns {all_allowed, {{bucket_allowed, level, retry_after}, ...}} with floats as strings.
+-- Each bucket is refilled to now (capped at burst) and its pending reconciliation (adj) applied; the costs are
+-- taken only if every bucket has enough. A single-bucket take is this script with one key.
+-- Returns {all_allowed, {{bucket_allowed, level, retry_after}, ...}} with floats as strings.
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
