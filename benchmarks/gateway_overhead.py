@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
+from children import Child  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
 
 from tokenyard import runtime
 
@@ -59,40 +58,6 @@ async def _proxy_main(upstream: str) -> None:
 
 
 # -- child processes -------------------------------------------------------------------------------------------
-class Child:
-    def __init__(self, args: list[str]) -> None:
-        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            text = Path(self.log.name).read_text()
-            if "listening on http://" in text:
-                self.url = text.split("listening on ", 1)[1].split()[0]
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        output = Path(self.log.name).read_text()[-2000:]
-        self.stop()
-        raise RuntimeError(f"{args} did not start: {output}")
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        os.unlink(self.log.name)
-
-
 # -- load ------------------------------------------------------------------------------------------------------
 async def latencies(session: aiohttp.ClientSession, url: str, n: int, stream: bool) -> list[float]:
     """Sequential requests; seconds to the whole answer (non-stream) or to the first token (stream)."""

@@ -21,41 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
+from children import Child  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
+
+PATIENT = {"start_timeout_s": 60.0, "stop_timeout_s": 15.0}  # workers and Redis take longer to come and go
 
 BODY = {"model": "sim-fast", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 16}
-
-
-class Child:
-    """A child process that prints ``... listening on URL``; ended by its PID."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            text = Path(self.log.name).read_text()
-            if "listening on http://" in text:
-                self.url = text.split("listening on ", 1)[1].split()[0]
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        output = Path(self.log.name).read_text()[-2000:]
-        self.stop()
-        raise RuntimeError(f"{args} did not start: {output}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        os.unlink(self.log.name)
 
 
 async def throughput(url: str, concurrency: int, seconds: float) -> float:
@@ -78,13 +50,13 @@ async def throughput(url: str, concurrency: int, seconds: float) -> float:
 
 def workers_rows(seconds: float, concurrency: int) -> list[tuple[str, str]]:
     # A simulator that answers at once, so the gateway (not the model) is what limits throughput.
-    sim = Child([sys.executable, "-m", "tokenyard", "sim", "--port", "0", "--profile", "fast",
+    sim = Child(**PATIENT, args=[sys.executable, "-m", "tokenyard", "sim", "--port", "0", "--profile", "fast",
                  "--max-num-seqs", "1024", "--ttft-ms", "1", "--itl-ms", "0"])
     rows = []
     try:
         for workers in (1, 2):
-            gw = Child([sys.executable, "-m", "tokenyard", "serve", "--upstream", sim.url + "/v1", "--port", "0",
-                        "--workers", str(workers)])
+            gw = Child(**PATIENT, args=[sys.executable, "-m", "tokenyard", "serve", "--upstream", sim.url + "/v1",
+                                        "--port", "0", "--workers", str(workers)])
             try:
                 asyncio.run(throughput(gw.url, 8, 1.0))  # warm up connections and discovery
                 rps = asyncio.run(throughput(gw.url, concurrency, seconds))
