@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
-from aiohttp import StreamReader, web
+from aiohttp import web
 
 KEEP_ALIVE = b": keep-alive\n\n"
 # The SSE response committed while a streaming request still waited for admission (``queued_stream``); the relay
 # goes on writing on it instead of starting a response of its own.
 QUEUED_STREAM = web.RequestKey("tokenyard_queued_stream", web.StreamResponse)
+
+
+class ChunkSource(Protocol):
+    """What the relays read an upstream body from (``BodyStream``; aiohttp's ``StreamReader`` fits too)."""
+
+    async def readany(self) -> bytes: ...
 
 
 class HeartbeatChunks:
@@ -29,7 +36,7 @@ class HeartbeatChunks:
 
     __slots__ = ("_at_event_start", "_content", "_interval_s", "_resp", "sent")
 
-    def __init__(self, content: StreamReader, resp: web.StreamResponse | None, at_event_start: Callable[[], bool],
+    def __init__(self, content: ChunkSource, resp: web.StreamResponse | None, at_event_start: Callable[[], bool],
                  interval_s: float) -> None:
         self._content = content
         self._resp = resp

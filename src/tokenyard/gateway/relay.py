@@ -22,6 +22,7 @@ from tokenyard.gateway.heartbeat import QUEUED_STREAM, HeartbeatChunks
 from tokenyard.gateway.sse import SseFramer, find_usage, scan_events
 from tokenyard.gateway.watchdog import Watchdog
 from tokenyard.telemetry.metrics import GatewayMetrics, RequestSeries
+from tokenyard.upstream.h1_connection import H1Response
 
 SSE_CONTENT_TYPE = "text/event-stream"
 _ABORT_STATUS = {"deadline": 504, "upstream_timeout": 504, "admin": 503}
@@ -45,7 +46,7 @@ def gateway_headers(ctx: RequestContext) -> dict[str, str]:
     return headers
 
 
-def abort_upstream(ctx: RequestContext, metrics: GatewayMetrics, upstream: aiohttp.ClientResponse | None,
+def abort_upstream(ctx: RequestContext, metrics: GatewayMetrics, upstream: H1Response | None,
                    loop: asyncio.AbstractEventLoop) -> str:
     """Close the upstream at once after a cancellation; record why and how long it took. Returns the reason."""
     seen = ctx.abort_started or monotonic()
@@ -70,7 +71,7 @@ def gateway_abort_error(ctx: RequestContext) -> GatewayError:
     return GatewayError(_ABORT_STATUS[reason], _ABORT_MESSAGE[reason], reason, outcome=outcome)
 
 
-async def relay_whole(ctx: RequestContext, upstream: aiohttp.ClientResponse, series: RequestSeries) -> web.Response:
+async def relay_whole(ctx: RequestContext, upstream: H1Response, series: RequestSeries) -> web.Response:
     """Read the whole upstream body (the caller handles cancellation) and answer with it; read its usage."""
     body = await upstream.read()
     status = upstream.status
@@ -91,7 +92,7 @@ async def relay_whole(ctx: RequestContext, upstream: aiohttp.ClientResponse, ser
     return web.Response(status=status, body=body, headers=headers)
 
 
-async def relay_stream(ctx: RequestContext, upstream: aiohttp.ClientResponse, series: RequestSeries,
+async def relay_stream(ctx: RequestContext, upstream: H1Response, series: RequestSeries,
                        metrics: GatewayMetrics, watchdog: Watchdog, heartbeat_s: float = 0.0) -> web.StreamResponse:
     """Pass an SSE stream through; end it with an ``error`` event (never ``[DONE]``) if the upstream dies.
 

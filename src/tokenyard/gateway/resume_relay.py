@@ -28,6 +28,7 @@ from tokenyard.gateway.resume import ResumeRegistry, StreamRecord
 from tokenyard.gateway.sse import SseFramer, scan_events
 from tokenyard.gateway.watchdog import Watchdog
 from tokenyard.telemetry.metrics import GatewayMetrics, RequestSeries
+from tokenyard.upstream.h1_connection import H1Response
 
 RESUME_HEADER = "x-tokenyard-resume"  # where to resume this stream: /v1/streams/{request_id}
 _ABORT_MESSAGE = {
@@ -81,7 +82,7 @@ class _Relay:
         return False
 
 
-async def relay_resumable(ctx: RequestContext, upstream: aiohttp.ClientResponse, series: RequestSeries,
+async def relay_resumable(ctx: RequestContext, upstream: H1Response, series: RequestSeries,
                           metrics: GatewayMetrics, watchdog: Watchdog, registry: ResumeRegistry, window_s: float,
                           heartbeat_s: float) -> web.StreamResponse:
     """Relay an SSE stream that stays resumable for ``window_s`` after the client drops (see the module doc)."""
@@ -202,7 +203,7 @@ async def _wait_for_reader(relay: _Relay) -> None:
             raise
 
 
-async def _stopped(relay: _Relay, upstream: aiohttp.ClientResponse, watchdog: Watchdog) -> web.StreamResponse:
+async def _stopped(relay: _Relay, upstream: H1Response, watchdog: Watchdog) -> web.StreamResponse:
     """The gateway aborted the stream (deadline, admin, timeout) or its window closed: close the upstream."""
     ctx = relay.ctx
     task = ctx.task

@@ -44,6 +44,7 @@ from tokenyard.traffic.retry import (
 )
 from tokenyard.upstream.attribution import UPSTREAM_QUEUE_HEADER, PhaseClock
 from tokenyard.upstream.client import UpstreamClient
+from tokenyard.upstream.h1_connection import H1Response
 from tokenyard.upstream.pools import Endpoint, Pool
 from tokenyard.upstream.scrape import LoadScraper, ScrapeConfig, metrics_url
 
@@ -83,7 +84,7 @@ class Attempt:
 
     __slots__ = ("_done", "_router", "clock", "endpoint", "lease", "pool", "response", "tokens", "tries")
 
-    def __init__(self, router: Router, pool: Pool, endpoint: Endpoint, response: aiohttp.ClientResponse,
+    def __init__(self, router: Router, pool: Pool, endpoint: Endpoint, response: H1Response,
                  clock: PhaseClock, tokens: int) -> None:
         self._router = router
         self.pool = pool
@@ -429,13 +430,11 @@ class Router:
         health = pool.health
         clock = PhaseClock(monotonic(), req.queue_s)
         endpoint.acquire(req.tokens)
-        response: aiohttp.ClientResponse | None = None
+        response: H1Response | None = None
         try:
-            response = await self.client.session.post(endpoint.url + path, data=body, headers=headers,
-                                                      allow_redirects=False, trace_request_ctx=clock)
-            connection = response.connection
-            transport = connection.transport if connection is not None else None
-            clock.at_head(transport.get_extra_info("socket") if transport is not None else None, monotonic())
+            response = await self.client.post(endpoint.url + path, body, headers)
+            clock.connect_s = response.connect_s
+            clock.at_head(response.socket, monotonic())
             clock.upstream_queue_from(response.headers.get(UPSTREAM_QUEUE_HEADER))
             if response.status < 300:
                 if not req.stream:
@@ -484,15 +483,10 @@ async def reachable_probe(session: aiohttp.ClientSession, url: str, timeout_s: f
         return False
 
 
-async def _first_byte(response: aiohttp.ClientResponse) -> None:
-    """Wait until the first byte of the body is buffered (or the body ended), without consuming it.
-
-    aiohttp has no public "peek"; ``_wait`` is the same wait ``readany`` does, and nothing else reads yet.
-    """
+async def _first_byte(response: H1Response) -> None:
+    """Wait until the first byte of the body is buffered (or the body ended), without consuming it."""
     content = response.content
-    if content.is_eof() or content.exception() is not None or content.total_bytes > 0:
-        return
-    await content._wait("first_byte")
+    await content.wait_readable()
     error = content.exception()
     if error is not None:
         raise error

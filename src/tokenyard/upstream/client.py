@@ -1,4 +1,8 @@
-"""The upstream HTTP client: one pooled keep-alive aiohttp session per gateway, timeouts made for streaming.
+"""The upstream HTTP clients of one gateway, timeouts made for streaming.
+
+Requests on the hot path (``post``: every model, retrieval and tool request) go through ``H1Client``, pooled
+keep-alive connections on asyncio Protocols and httptools; health probes, load scraping and model listing use
+one aiohttp session (``session``), where convenience matters more than microseconds.
 
 There is deliberately no total timeout: a long stream must not be cut. Connect has its own timeout here; time to
 first token and the idle gap between chunks are enforced by the relay's watchdog, and the request's own deadline
@@ -11,6 +15,8 @@ import aiohttp
 import msgspec
 
 from tokenyard.config import TimeoutsConfig
+from tokenyard.upstream.h1_connection import H1Response
+from tokenyard.upstream.h1_pool import H1Client
 
 
 class _Model(msgspec.Struct):
@@ -28,6 +34,7 @@ class UpstreamClient:
         self.timeouts = timeouts
         self.trace_configs = trace_configs
         self._session: aiohttp.ClientSession | None = None
+        self.h1 = H1Client(timeouts.connect_ms / 1000.0)
 
     async def start(self) -> None:
         connect_s = self.timeouts.connect_ms / 1000.0
@@ -45,6 +52,7 @@ class UpstreamClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self.h1.close()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -52,12 +60,12 @@ class UpstreamClient:
             raise RuntimeError("UpstreamClient.start() was not awaited")
         return self._session
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> aiohttp.ClientResponse:
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> H1Response:
         """Send ``body`` and wait for the response head. The caller must ``close()`` or ``release()`` it.
 
-        A cancellation while waiting closes the connection (aiohttp does not return it to the pool).
+        A cancellation while waiting closes the connection (the upstream sees the disconnect).
         """
-        return await self.session.post(url, data=body, headers=headers, allow_redirects=False)
+        return await self.h1.post(url, body, headers)
 
     async def list_models(self, base_url: str, timeout_s: float = 5.0) -> list[str]:
         """The model ids ``GET {base_url}/models`` lists; raises on any failure."""
