@@ -110,7 +110,7 @@ class Attempt:
         if outcome == "upstream_interrupted":
             self.pool.health.report(self.endpoint.name, Outcome.FAILURE)
             self._router.refresh_gauges()
-        self.clock.at_end(monotonic(), ttft_at)
+        self.clock.at_end(monotonic(), ttft_at, *self.response.tcp_sample())
         phases = self.clock.phases()
         if observe:
             self._router.observe_phases(self.endpoint.name, phases, self.clock.retransmits)
@@ -434,7 +434,7 @@ class Router:
         try:
             response = await self.client.post(endpoint.url + path, body, headers)
             clock.connect_s = response.connect_s
-            clock.at_head(response.socket, monotonic())
+            clock.at_head(monotonic())
             clock.upstream_queue_from(response.headers.get(UPSTREAM_QUEUE_HEADER))
             if response.status < 300:
                 if not req.stream:

@@ -8,7 +8,8 @@ show. Phases (seconds):
 
 - ``queue``: waiting in the gateway (admission queue) before the attempt.
 - ``connect``: opening a new upstream connection (0 on a reused keep-alive connection).
-- ``network``: one TCP round trip (the socket's smoothed RTT) - the wire's share of the time to first byte.
+- ``network``: one TCP round trip (the socket's smoothed RTT when the answer ended) - the wire's share of
+  the time to first byte.
 - ``upstream_queue``: the backend's own queueing, when it reports it in ``x-upstream-queue-ms``.
 - ``prefill``: request sent -> first token, minus network and upstream queue (streams: the TTFT the server
   caused).
@@ -68,8 +69,8 @@ def tcp_info(sock: object) -> TcpInfo | None:
 class PhaseClock:
     """Time stamps (``time.monotonic()``) of one upstream attempt, filled in as it goes."""
 
-    __slots__ = ("connect_s", "done_at", "first_token_at", "head_at", "queue_s", "retransmits", "sent_at", "sock",
-                 "tcp", "upstream_queue_s")
+    __slots__ = ("connect_s", "done_at", "first_token_at", "head_at", "queue_s", "retransmits", "sent_at", "tcp",
+                 "upstream_queue_s")
 
     def __init__(self, sent_at: float, queue_s: float = 0.0) -> None:
         self.queue_s = queue_s
@@ -79,25 +80,21 @@ class PhaseClock:
         self.first_token_at: float | None = None
         self.done_at: float | None = None
         self.tcp: TcpInfo | None = None
-        self.sock: object | None = None  # the upstream socket, read again at the end for retransmits
         self.retransmits = 0
         self.upstream_queue_s = 0.0
 
-    def at_head(self, sock: object, now: float) -> None:
-        """The response head arrived on ``sock``: read its RTT and retransmit count."""
+    def at_head(self, now: float) -> None:
+        """The response head arrived."""
         self.head_at = now
-        self.sock = sock
-        self.tcp = tcp_info(sock)
 
-    def at_end(self, now: float, first_token_at: float | None) -> None:
-        """The answer ended: the TCP segments retransmitted on the connection while it was being answered."""
+    def at_end(self, now: float, first_token_at: float | None, tcp: TcpInfo | None = None,
+               retransmits: int = 0) -> None:
+        """The answer ended; ``tcp`` is the connection's ``TCP_INFO`` read now (one ``getsockopt`` per request),
+        ``retransmits`` the segments it retransmitted since the connection's previous request ended."""
         self.done_at = now
         self.first_token_at = first_token_at
-        if self.sock is not None and self.tcp is not None:
-            end = tcp_info(self.sock)
-            if end is not None:
-                self.retransmits = max(0, end.total_retrans - self.tcp.total_retrans)
-        self.sock = None
+        self.tcp = tcp
+        self.retransmits = retransmits
 
     def upstream_queue_from(self, header: str | None) -> None:
         """Read the backend's own queue time from its response header, when it sends one."""

@@ -21,6 +21,7 @@ import aiohttp
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from tokenyard.upstream.attribution import TcpInfo, tcp_info
 from tokenyard.upstream.body import BodyStream
 
 _NO_BODY_STATUSES = frozenset((204, 304))
@@ -47,11 +48,16 @@ class H1Response:
         self.connect_s = connect_s
         self.reused = reused
 
-    @property
-    def socket(self) -> object | None:
-        """The connection's socket (for ``TCP_INFO``); None once closed."""
-        transport = self._conn.transport
-        return transport.get_extra_info("socket") if transport is not None else None
+    def tcp_sample(self) -> tuple[TcpInfo | None, int]:
+        """The connection's ``TCP_INFO`` now, and the segments retransmitted since the previous sample on this
+        connection (a keep-alive connection carries many requests; each gets its own share)."""
+        conn = self._conn
+        info = tcp_info(conn.sock) if conn.sock is not None else conn.last_tcp
+        if info is None:
+            return None, 0
+        retransmits = max(0, info.total_retrans - conn.retrans_seen)
+        conn.retrans_seen = info.total_retrans
+        return info, retransmits
 
     @property
     def closed(self) -> bool:
@@ -90,6 +96,9 @@ class H1Connection(asyncio.Protocol):
 
     def __init__(self, on_idle: Callable[[H1Connection], None], on_lost: Callable[[H1Connection], None]) -> None:
         self.transport: asyncio.Transport | None = None
+        self.sock: object | None = None  # for TCP_INFO (latency attribution)
+        self.retrans_seen = 0  # the socket's total retransmits when the previous request ended
+        self.last_tcp: TcpInfo | None = None  # read just before we closed it (the fd may be reused after)
         self._on_idle = on_idle
         self._on_lost = on_lost
         self._parser = httptools.HttpResponseParser(self)
@@ -126,6 +135,9 @@ class H1Connection(asyncio.Protocol):
         self._on_idle(self)
 
     def close(self) -> None:
+        if self.sock is not None:
+            self.last_tcp = tcp_info(self.sock)
+            self.sock = None
         if self.transport is not None:
             self.transport.close()
         self.lost = True
@@ -135,6 +147,7 @@ class H1Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        self.sock = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
         if self._message_done:
@@ -149,6 +162,7 @@ class H1Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.transport = None
+        self.sock = None  # its descriptor is closed and may belong to another socket soon
         if not self._message_done:
             if self._body is not None and self._eof_framed:
                 self._message_done = True

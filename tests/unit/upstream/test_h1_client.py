@@ -255,3 +255,16 @@ async def test_any_answer_bytes_end_in_a_response_or_an_aiohttp_error_never_a_ha
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError):
             pass
     await client.close()
+
+
+async def test_tcp_sample_per_request_and_after_close() -> None:
+    client = H1Client(connect_timeout_s=2.0)
+    async with scripted_server(answer(b"{}")) as server:
+        resp = await client.post(server.url + "/t", b"{}", JSON)
+        await resp.read()
+        info, retransmits = resp.tcp_sample()
+        assert info is not None and 0 < info.rtt_s < 1.0 and retransmits == 0
+        resp.close()
+        after, _ = resp.tcp_sample()  # read just before the close, never from a reused descriptor
+        assert after is not None
+    await client.close()
