@@ -114,9 +114,10 @@ async def relay_stream(ctx: RequestContext, upstream: H1Response, series: Reques
     usage = None
     last_token = 0.0
     itl = series.itl
+    chunks = HeartbeatChunks(upstream.content, resp, lambda: framer.at_event_start, heartbeat_s)
     try:
         try:
-            async for chunk in HeartbeatChunks(upstream.content, resp, lambda: framer.at_event_start, heartbeat_s):
+            async for chunk in chunks:
                 out, events = framer.feed(chunk)
                 done_here, tokens_here, usage = scan_events(events, usage)
                 done = done or done_here
@@ -170,4 +171,6 @@ async def relay_stream(ctx: RequestContext, upstream: H1Response, series: Reques
         metrics.stream_disconnects.labels(ctx.klass, "false").inc()
         if ctx.completion_tokens == 0:
             ctx.completion_tokens = content_events
+    finally:
+        chunks.stop()
     return resp

@@ -146,6 +146,7 @@ async def relay_resumable(ctx: RequestContext, upstream: H1Response, series: Req
                 break
         except ConnectionResetError:
             relay.client_left()  # a write failed before aiohttp noticed the client leaving
+    chunks.stop()
     ctx.completion_tokens = relay.content_events
     if stopped:
         return await _stopped(relay, upstream, watchdog)

@@ -17,7 +17,8 @@ class BodyStream:
     """An upstream response body. ``readany()`` returns whatever is buffered (waiting when nothing is), ``b""``
     at the end; a broken body raises the connection's error (``aiohttp.ClientPayloadError``)."""
 
-    __slots__ = ("_chunks", "_eof", "_error", "_pause", "_paused", "_resume", "_size", "_waiter", "total_bytes")
+    __slots__ = ("_chunks", "_eof", "_error", "_interrupted", "_pause", "_paused", "_resume", "_size", "_waiter",
+                 "total_bytes")
 
     def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
         self._chunks: list[bytes] = []
@@ -28,6 +29,7 @@ class BodyStream:
         self._pause = pause
         self._resume = resume
         self._paused = False
+        self._interrupted = False
         self.total_bytes = 0  # bytes fed so far
 
     # ----- the connection's side -----
@@ -49,6 +51,11 @@ class BodyStream:
         """The body cannot be completed (connection lost mid-body, malformed framing)."""
         if not self._eof:
             self._error = error
+        self._wake()
+
+    def interrupt(self) -> None:
+        """Wake the reader without data: ``next_chunk`` returns None once (a timer's turn, e.g. a heartbeat)."""
+        self._interrupted = True
         self._wake()
 
     def _wake(self) -> None:
@@ -94,6 +101,17 @@ class BodyStream:
             self._paused = False
             self._resume()
         return data
+
+    async def next_chunk(self) -> bytes | None:
+        """``readany``, except that it returns None when ``interrupt()`` woke it with nothing to read."""
+        while not self._chunks and not self._eof and self._error is None:
+            if self._interrupted:
+                self._interrupted = False
+                return None
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+        self._interrupted = False
+        return await self.readany()
 
     async def read(self) -> bytes:
         """The whole (rest of the) body."""

@@ -72,3 +72,18 @@ async def test_wait_readable_does_not_consume() -> None:
     body.feed(b"first")
     await waiter
     assert await body.readany() == b"first"
+
+
+async def test_interrupt_wakes_the_reader_without_data_once() -> None:
+    body = BodyStream(Switch().pause, Switch().resume)
+    reader = asyncio.create_task(body.next_chunk())
+    await asyncio.sleep(0)
+    body.interrupt()
+    assert await reader is None
+    body.feed(b"data")
+    assert await body.next_chunk() == b"data"
+    body.interrupt()  # while nothing waits: the next read with data buffered still returns the data
+    body.feed(b"more")
+    assert await body.next_chunk() == b"more"
+    body.feed_eof()
+    assert await body.next_chunk() == b""
