@@ -18,7 +18,7 @@ DEFAULT_OUTPUT_TOKENS = 256  # assumed answer length when the request sets no ma
 def route_request(ctx: RequestContext, config: GatewayConfig) -> RouteRequest:
     """The ``RouteRequest`` of a validated, classified request."""
     parsed = ctx.parsed
-    headers = {name.lower(): value for name, value in ctx.request.headers.items()}
+    headers = ctx.request.headers  # case-insensitive already: no per-request copy with lower-case names
     if parsed is None:
         return RouteRequest(features=RequestFeatures(model=ctx.model, tenant=ctx.tenant or None,
                                                      traffic_class=ctx.klass or None, headers=headers),
@@ -27,7 +27,7 @@ def route_request(ctx: RequestContext, config: GatewayConfig) -> RouteRequest:
         model=parsed.model, prompt_prefix=parsed.prompt_text, prompt_tokens=parsed.prompt_tokens_estimate,
         max_tokens=parsed.max_tokens, has_images=parsed.has_images, has_tools=parsed.tools_count > 0,
         tenant=ctx.tenant or None, traffic_class=ctx.klass or None,
-        zone=headers.get(config.routing.zone_header.lower()), headers=headers,
+        zone=headers.get(config.routing.zone_header), headers=headers,
     )
     tokens = parsed.prompt_tokens_estimate + (parsed.max_tokens or DEFAULT_OUTPUT_TOKENS) * parsed.n
     return RouteRequest(features=features, klass=ctx.klass, deadline=ctx.deadline, stream=parsed.stream,

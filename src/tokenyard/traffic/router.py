@@ -21,6 +21,7 @@ from types import SimpleNamespace
 
 import aiohttp
 import msgspec
+from prometheus_client import Histogram
 
 from tokenyard.config import GatewayConfig
 from tokenyard.policy.backoff import Backoff
@@ -156,6 +157,8 @@ class Router:
         self.tables = _route_tables(config)
         self.hedge_losers = 0
         self._phase_hist = metrics.upstream_phase
+        self._phase_children: dict[str, dict[str, Histogram]] = {}
+        self._policies: dict[str, RetryPolicy] = {}  # per class; the config is immutable
         self._checkers: list[ActiveHealthChecker] = []
         self._scraper: LoadScraper | None = None
         self._gauges: asyncio.Task[None] | None = None
@@ -226,8 +229,14 @@ class Router:
             self._endpoints[name].set_up(value)
 
     def observe_phases(self, backend: str, phases: dict[str, float], retransmits: int = 0) -> None:
+        children = self._phase_children.get(backend)
+        if children is None:
+            children = self._phase_children[backend] = {}
         for phase, seconds in phases.items():
-            self._phase_hist.labels(backend, phase).observe(seconds)
+            child = children.get(phase)
+            if child is None:  # bound once per (backend, phase): no label lookup per request
+                child = children[phase] = self._phase_hist.labels(backend, phase)
+            child.observe(seconds)
         if retransmits:
             self.metrics.upstream_retransmits.labels(backend).inc(retransmits)
 
@@ -242,6 +251,12 @@ class Router:
 
     def policy_for(self, klass: str) -> RetryPolicy:
         """The class's retry policy: ``routing.classes.<class>`` over the gateway's ``retries`` section."""
+        policy = self._policies.get(klass)
+        if policy is None:
+            policy = self._policies[klass] = self._policy_of(klass)
+        return policy
+
+    def _policy_of(self, klass: str) -> RetryPolicy:
         own = self.config.routing.classes.get(klass)
         retries = self.config.retries
         attempts = own.max_attempts if own is not None and own.max_attempts is not None else self.max_attempts
