@@ -128,6 +128,10 @@ class FairQueue:
         """Queued entries per traffic class (the class they arrived with, even if aged up)."""
         return {k: v for k, v in self._depth.items() if v}
 
+    def depth_of(self, klass: str) -> int:
+        """Queued entries of one traffic class (``depth_by_class().get(klass, 0)`` without building the dict)."""
+        return self._depth.get(klass, 0)
+
     def depth_ahead(self, band: int) -> int:
         """Entries in bands served no later than ``band`` (an upper bound on the queue position)."""
         return sum(b.live for number, b in self._bands.items() if number <= band)
@@ -184,6 +188,45 @@ class FairQueue:
             base = ttl_s if aging_base_s is None else aging_base_s
             heapq.heappush(self._aging, (now + fraction * max(0.0, base), entry.seq, entry))
         self._place(entry)
+        return entry
+
+    def dispatch_now(
+        self,
+        entry_id: str,
+        *,
+        tenant: str,
+        klass: str,
+        band: int,
+        cost: float,
+        now: float,
+        ttl_s: float,
+        deadline: float | None = None,
+        weight: float = 1.0,
+    ) -> QueueEntry:
+        """``push`` then ``pop`` on an empty queue, in one step: the entry is served at once, with the same
+        effect on DRR credit. Alone in its band, the entry is served after as many quantum rounds as its cost
+        needs, so its tenant leaves with a non-negative balance, which is dropped (idle tenants hoard no credit):
+        the one lasting effect is that a debt the tenant carried is paid off. Raises ``ValueError`` when the
+        queue is not empty (then another entry may be due first: use ``push``/``pop``)."""
+        if self._entries:
+            raise ValueError("dispatch_now needs an empty queue")
+        if weight <= 0:
+            raise ValueError("weight must be positive")
+        entry = QueueEntry(
+            entry_id=entry_id,
+            tenant=tenant,
+            klass=klass,
+            band=band,
+            cost=cost,
+            enqueued_at=now,
+            expires_at=now + max(0.0, ttl_s),
+            deadline=deadline,
+            weight=weight,
+            seq=next(self._seq),
+            original_band=band,
+        )
+        entry.alive = False
+        self._debts.pop((band, tenant), None)
         return entry
 
     def remove(self, entry_id: str) -> QueueEntry | None:

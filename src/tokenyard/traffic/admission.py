@@ -199,10 +199,50 @@ class AdmissionController:
             limit.observe_kv(kv_usage, self._clock())
 
     # ---- the request path -------------------------------------------------------------------------------
+    def admit_now(self, ticket: AdmissionTicket) -> Lease | None:
+        """The arrival fast path: the lease at once when nobody is queued in the pool and a slot is free for
+        the ticket's tier, or ``Rejected`` when shedding refuses it; None (no decision taken, nothing changed):
+        the request may have to wait, ``await admit(ticket)``.
+
+        It takes exactly the decisions ``admit`` takes for such an arrival (the shedding draw included): with
+        an empty queue nothing can expire, the deadline check passes (a free slot means position 0) and the
+        queue would hand the slot straight back; only the queue round trip and its bookkeeping are skipped.
+        """
+        if self._closed:
+            return None
+        pool = self._pool(ticket.pool)
+        if pool.queue or self._free_slots(pool, ticket.tier) < 1:
+            return None
+        now = self._clock()
+        if ticket.tier is ShedTier.CRITICAL:
+            self._critical_classes.add(ticket.klass)
+        self._check_shedding(pool, ticket)
+        arrival = now if ticket.arrival is None else ticket.arrival
+        budget_s, _client_bound = self._budget(ticket)
+        entry = pool.queue.dispatch_now(
+            ticket.request_id,
+            tenant=ticket.tenant,
+            klass=ticket.klass,
+            band=ticket.priority,
+            cost=request_cost(ticket.prompt_tokens, ticket.max_tokens,
+                              output_weight=self.settings.output_weight, output_cap=self.settings.output_cap),
+            now=now,
+            ttl_s=max(0.0, arrival + budget_s - now),
+            deadline=arrival + ticket.deadline_s if ticket.deadline_s is not None else None,
+            weight=ticket.weight,
+        )
+        pool.predictor.observe_dispatch(now, backlogged=False)
+        pool.inflight += 1
+        self._emit(AdmissionEvent(DISPATCHED, ticket.request_id, ticket.klass, pool.name, DISPATCHED, 0.0, None))
+        return Lease(self, pool, entry, ticket, 0.0)
+
     async def admit(self, ticket: AdmissionTicket) -> Lease:
         """Wait for a slot; return its lease, or raise ``Rejected``. Cancellation-safe."""
         if self._closed:
             raise Rejected(SHUTTING_DOWN, 503, None, "gateway is shutting down")
+        lease = self.admit_now(ticket)
+        if lease is not None:
+            return lease
         now = self._clock()
         pool = self._pool(ticket.pool)
         if ticket.tier is ShedTier.CRITICAL:
@@ -310,7 +350,7 @@ class AdmissionController:
         decision = decide(
             ticket.tier,
             self._saturation(pool.name),
-            queue_depth=pool.queue.depth_by_class().get(ticket.klass, 0),
+            queue_depth=pool.queue.depth_of(ticket.klass),
             queue_cap=cap,
             draw=self._rng.random(),
             settings=self.settings.shedding,
@@ -321,8 +361,12 @@ class AdmissionController:
         self._refuse(pool, ticket, Rejected(decision.reason, 429, retry, f"shed under load ({decision.reason})"),
                      SHED)
 
+    def _free_slots(self, pool: _Pool, tier: ShedTier) -> int:
+        """Slots a request of ``tier`` may take now (the critical tier may use the reserve too)."""
+        return (pool.capacity if tier is ShedTier.CRITICAL else self._shared(pool)) - pool.inflight
+
     def _check_deadline(self, pool: _Pool, ticket: AdmissionTicket, budget_left_s: float) -> None:
-        free = (pool.capacity if ticket.tier is ShedTier.CRITICAL else self._shared(pool)) - pool.inflight
+        free = self._free_slots(pool, ticket.tier)
         position = max(0, pool.queue.depth_ahead(ticket.priority) + 1 - free)
         if position == 0:
             # A free slot now: queueing adds nothing, and refusing cannot make a slow backend faster.
@@ -360,6 +404,10 @@ class AdmissionController:
         return len(expired)
 
     def _pump(self, pool: _Pool, *, from_release: bool) -> None:
+        if not pool.queue:
+            # Nobody waiting (the common case on release): nothing to expire or dispatch.
+            self._arm_timer(pool)
+            return
         now = self._clock()
         self._expire(pool, now)
         backlogged = from_release

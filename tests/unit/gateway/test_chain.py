@@ -7,7 +7,7 @@ from aiohttp import web
 
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
-from tokenyard.gateway.stages.chain import Next, Stage, compose
+from tokenyard.gateway.stages.chain import Next, Stage, compose, pass_through
 from tokenyard.gateway.stages.classify import parse_deadline_ms
 from tokenyard.gateway.stages.model import rename_model
 
@@ -37,6 +37,19 @@ async def test_stages_run_outermost_first_around_the_terminal() -> None:
     response = await handler(_ctx())
     assert isinstance(response, web.Response) and response.text == "ok"
     assert log == ["a>", "b>", "terminal", "<b", "<a"]
+
+
+async def test_stages_of_features_that_are_off_are_left_out() -> None:
+    log: list[str] = []
+
+    async def terminal(ctx: RequestContext) -> web.StreamResponse:
+        log.append("terminal")
+        return web.Response(text="ok")
+
+    assert compose([pass_through, pass_through], terminal) is terminal
+    handler = compose([pass_through, _recording("a", log), pass_through], terminal)
+    assert (await handler(_ctx())).status == 200
+    assert log == ["a>", "terminal", "<a"]
 
 
 async def test_a_stage_can_answer_without_calling_next() -> None:

@@ -28,7 +28,7 @@ from tokenyard.gateway.queued_stream import (
     queued_stream,
     upstream_error,
 )
-from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.gateway.stages.chain import Next, Stage, pass_through
 from tokenyard.schema.errors import error_body
 from tokenyard.traffic.admission import Lease
 from tokenyard.traffic.admission_setup import admission_ticket
@@ -68,14 +68,10 @@ def queued_abort_error(reason: str) -> GatewayError:
                         outcome="expired" if deadline else "error")
 
 
-async def _pass(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
-    return await call_next(ctx)
-
-
 def admission_stage(gw: Gateway) -> Stage:
     controller = gw.traffic.admission
     if controller is None:
-        return _pass
+        return pass_through
     classes = gw.config.classes
     tiers = gw.traffic.tiers
     heartbeat_s = gw.config.streams.heartbeat_s
@@ -96,10 +92,13 @@ def admission_stage(gw: Gateway) -> Stage:
             weight=float(ctx.tenant_config.weight) if ctx.tenant_config is not None else 1.0,
             arrival=ctx.started,
         )
-        resume_path = f"/v1/streams/{ctx.request_id}" if cls.resume_window_ms else None
         try:
-            # A stream still queued after heartbeat_s is committed (200, SSE) and kept alive (queued_stream).
-            lease = await admit_with_heartbeats(ctx, controller.admit(ticket), heartbeat_s, resume_path)
+            # A free slot and nobody queued: the lease at once, no waiting task (the common case).
+            lease = controller.admit_now(ticket)
+            if lease is None:
+                resume_path = f"/v1/streams/{ctx.request_id}" if cls.resume_window_ms else None
+                # A stream still queued after heartbeat_s is committed (200, SSE) and kept alive (queued_stream).
+                lease = await admit_with_heartbeats(ctx, controller.admit(ticket), heartbeat_s, resume_path)
         except Rejected as exc:
             ctx.abort_reason = exc.reason  # the access log's reason field
             ctx.queue_s = monotonic() - ctx.started

@@ -21,17 +21,13 @@ from tokenyard.cache.service import ResponseCache
 from tokenyard.cache.store import CachedAnswer
 from tokenyard.gateway.context import EMBEDDING, RequestContext
 from tokenyard.gateway.relay import SSE_CONTENT_TYPE, gateway_headers
-from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.gateway.stages.chain import Next, Stage, pass_through
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
 
 HEADER = "x-tokenyard-cache"
 _PROMPT_FIELDS = ("messages", "prompt")
-
-
-async def _pass(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
-    return await call_next(ctx)
 
 
 def semantic_namespace(ctx: RequestContext, stream: bool) -> str:
@@ -132,7 +128,7 @@ def _answer_of(ctx: RequestContext, response: web.StreamResponse, flight: Flight
 def cache_stage(gw: Gateway) -> Stage:
     cache: ResponseCache | None = gw.cache
     if cache is None:
-        return _pass
+        return pass_through
     exact = cache.exact
     flights = cache.flights
     semantic = cache.semantic

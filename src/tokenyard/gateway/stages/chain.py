@@ -24,17 +24,25 @@ Next = Callable[[RequestContext], Awaitable[web.StreamResponse]]
 Stage = Callable[[RequestContext, Next], Awaitable[web.StreamResponse]]
 
 
+async def pass_through(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+    """The stage of a feature that is off: ``compose`` leaves it out of the chain altogether."""
+    return await call_next(ctx)
+
+
 def compose(stages: Sequence[Stage], terminal: Next) -> Next:
-    """``stages[0]`` outermost, ``terminal`` innermost; one closure per stage, built once."""
+    """``stages[0]`` outermost, ``terminal`` innermost; one closure per stage, built once. ``pass_through``
+    stages are left out, so a feature that is off costs nothing per request."""
     handler = terminal
     for stage in reversed(stages):
-        handler = _bind(stage, handler)
+        if stage is not pass_through:
+            handler = _bind(stage, handler)
     return handler
 
 
 def _bind(stage: Stage, call_next: Next) -> Next:
-    async def handler(ctx: RequestContext) -> web.StreamResponse:
-        return await stage(ctx, call_next)
+    # A plain function returning the stage's coroutine: one coroutine per stage per request, not two.
+    def handler(ctx: RequestContext) -> Awaitable[web.StreamResponse]:
+        return stage(ctx, call_next)
 
     return handler
 

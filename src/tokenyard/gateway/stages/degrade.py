@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import web
 
 from tokenyard.gateway.context import CHAT, COMPLETION, RequestContext
-from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.gateway.stages.chain import Next, Stage, pass_through
 from tokenyard.policy.degradation import FALLBACK_MODEL, LEVEL_ACTIONS
 
 if TYPE_CHECKING:
@@ -30,14 +30,10 @@ def upstream_headers(ctx: RequestContext) -> dict[str, str]:
     return ctx.request.get(UPSTREAM_HEADERS) or {}
 
 
-async def _pass(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
-    return await call_next(ctx)
-
-
 def degrade_stage(gw: Gateway) -> Stage:
     engine = gw.traffic.degrade
     if engine is None:
-        return _pass
+        return pass_through
     counters = {action: gw.metrics.degradation_actions.labels(action) for action in LEVEL_ACTIONS}
     pools = gw.pools
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
-from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.gateway.stages.chain import Next, Stage, pass_through
 from tokenyard.gateway.stages.ratelimit import estimated_tokens
 from tokenyard.traffic.distributed import STATE_DOWN
 from tokenyard.traffic.ratelimit import RateTicket
@@ -23,15 +23,11 @@ if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
 
 
-async def _pass(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
-    return await call_next(ctx)
-
-
 def global_limit_stage(gw: Gateway) -> Stage:
     scaleout = gw.scaleout
     limiter = scaleout.limiter
     if limiter is None:
-        return _pass
+        return pass_through
 
     async def global_limit(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
         ticket = RateTicket(ctx.request_id, ctx.key.name if ctx.key is not None else "", ctx.tenant, ctx.klass,
