@@ -3,9 +3,10 @@ through ``tokenyard serve``, all in one run. Each server is its own process; the
 
     python benchmarks/gateway_overhead.py [--requests 2000] [--seconds 10] [--streams 5000]
 
-Measures (targets from issue 3): added latency p50/p99 at concurrency 1 (non-streaming, 16 tokens), throughput
-at concurrency 64, added TTFT p50 for streams at concurrency 1, and the gateway's RSS while holding N concurrent
-streams (a separate slow simulator keeps them open). Prints a markdown table.
+Measures (targets from issue 3), in five interleaved rounds (direct, proxy, tokenyard, direct, ...) so that a
+noisy stretch of the machine hits every path alike: added latency p50/p99 at concurrency 1 (non-streaming, 16
+tokens), throughput at concurrency 64, added TTFT p50 for streams at concurrency 1, and the gateway's RSS while
+holding N concurrent streams (a separate slow simulator keeps them open). Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tokenyard import runtime
 
 BODY = {"model": "sim-fast", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 16}
 STREAM_BODY = {**BODY, "stream": True}
+ROUNDS = 5  # interleaved measurement rounds per path
 
 
 # -- the minimal pass-through proxy (run as a child process with --proxy URL) ---------------------------------
@@ -78,7 +80,9 @@ async def latencies(session: aiohttp.ClientSession, url: str, n: int, stream: bo
     return out
 
 
-async def throughput(session: aiohttp.ClientSession, url: str, concurrency: int, seconds: float) -> float:
+async def throughput(session: aiohttp.ClientSession, url: str, concurrency: int, seconds: float
+                     ) -> tuple[int, float]:
+    """Closed loop for ``seconds``: (answers, seconds it really took, the last answers included)."""
     done = 0
     end = time.perf_counter() + seconds
 
@@ -91,7 +95,7 @@ async def throughput(session: aiohttp.ClientSession, url: str, concurrency: int,
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - start)
+    return done, time.perf_counter() - start
 
 
 async def hold_streams(url: str, n: int, gateway: Child) -> tuple[int, int, float]:
@@ -162,11 +166,22 @@ async def overhead(args: argparse.Namespace, py: str) -> None:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             for url in urls.values():  # warm-up
                 await latencies(session, url, 200, False)
-            for name, url in urls.items():
-                lat = await latencies(session, url, args.requests, False)
-                ttft = await latencies(session, url, args.requests // 2, True)
-                rps = await throughput(session, url, 64, args.seconds)
-                rows[name] = {"p50": pct(lat, 50), "p99": pct(lat, 99), "ttft50": pct(ttft, 50), "rps": rps}
+            # Interleaved rounds (A, B, C, A, B, C, ...): a noisy stretch of the machine hits every path alike,
+            # so the ratios between paths hold even when the absolute numbers drift.
+            lat: dict[str, list[float]] = {name: [] for name in urls}
+            ttft: dict[str, list[float]] = {name: [] for name in urls}
+            done: dict[str, int] = dict.fromkeys(urls, 0)
+            spent: dict[str, float] = dict.fromkeys(urls, 0.0)
+            for _ in range(ROUNDS):
+                for name, url in urls.items():
+                    lat[name] += await latencies(session, url, args.requests // ROUNDS, False)
+                    ttft[name] += await latencies(session, url, args.requests // 2 // ROUNDS, True)
+                    answers, took = await throughput(session, url, 64, args.seconds / ROUNDS)
+                    done[name] += answers
+                    spent[name] += took
+            for name in urls:
+                rows[name] = {"p50": pct(lat[name], 50), "p99": pct(lat[name], 99), "ttft50": pct(ttft[name], 50),
+                              "rps": done[name] / spent[name]}
                 print(f"  {name}: {rows[name]}", file=sys.stderr)
     finally:
         for child in targets.values():
