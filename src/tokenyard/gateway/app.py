@@ -19,7 +19,7 @@ from tokenyard.dashboard import add_dashboard_routes
 from tokenyard.gateway.admin import add_admin_routes
 from tokenyard.gateway.admin_traffic import add_traffic_admin_routes
 from tokenyard.gateway.batch import add_batch_routes
-from tokenyard.gateway.client_transport import count_client_transport
+from tokenyard.gateway.client_transport import ClientTransportCounter
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
 from tokenyard.gateway.eastwest import add_eastwest_routes
 from tokenyard.gateway.resume_routes import add_resume_routes
@@ -40,10 +40,11 @@ def build_app(config: GatewayConfig) -> web.Application:
     app[GATEWAY_KEY] = gw
     install_guard(app, gw)  # header/path limits, auth of non-chain /v1 routes, admin audit, /openapi.json
     chain = gw.chain
+    transports = ClientTransportCounter(gw.metrics)
 
     def operation(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
-            count_client_transport(gw.metrics, request)  # protocol and TLS version of the client path
+            transports.count(request)  # protocol and TLS version of the client path
             return await chain(RequestContext(request, name, monotonic()))
 
         return handle

@@ -42,6 +42,8 @@ def header_bytes(request: web.BaseRequest) -> int:
 
 def suspicious_path(raw_path: str) -> bool:
     """True for traversal and smuggling tricks in a request target, plain or percent-encoded (twice)."""
+    if raw_path in CHAIN_PATHS:
+        return False  # the inference paths, exactly (no query, no escapes): nothing to decode or look for
     path = raw_path.split("?", 1)[0]
     for _ in range(3):
         if _BAD_PATH.search(path):

@@ -108,22 +108,36 @@ class PoolHealth:
     def status(self, name: str) -> EndpointStatus:
         """Health of ``name`` now; unknown names read as unhealthy."""
         now = self._clock()
+        fields = self._fields(name, now)
+        if fields is None:
+            return EndpointStatus(False, True, BreakerState.OPEN, 0.0)
+        healthy, ejected, factor = fields
+        return EndpointStatus(healthy, ejected, self._breakers[name].state(now), factor)
+
+    def _fields(self, name: str, now: float) -> tuple[bool, bool, float] | None:
+        """(healthy, ejected, slow-start factor) of ``name`` at ``now``; None for an unknown name."""
         active = self._active.get(name)
         breaker = self._breakers.get(name)
         if active is None or breaker is None:
-            return EndpointStatus(False, True, BreakerState.OPEN, 0.0)
+            return None
         ejected = self._outliers.is_ejected(name, now) or not breaker.available(now)
-        candidates = (active.returned_at, self._outliers.returned_at(name, now), breaker.closed_at)
-        returns = [t for t in candidates if t is not None]
-        factor = self.config.slow_start.factor(max(returns) if returns else None, now)
-        return EndpointStatus(active.healthy, ejected, breaker.state(now), factor)
+        outlier_return = self._outliers.returned_at(name, now)
+        returned = active.returned_at
+        if returned is None and outlier_return is None and breaker.closed_at is None:
+            factor = 1.0  # never left: the slow start has nothing to ramp (SlowStart.factor(None, now))
+        else:
+            returns = [t for t in (returned, outlier_return, breaker.closed_at) if t is not None]
+            factor = self.config.slow_start.factor(max(returns), now)
+        return active.healthy, ejected, factor
 
     def view(self, endpoint: EndpointView) -> EndpointView:
-        """``endpoint`` with its health fields filled in, ready for a picker."""
-        status = self.status(endpoint.name)
-        return dataclasses.replace(
-            endpoint, healthy=status.healthy, ejected=status.ejected, slow_start=status.slow_start
-        )
+        """``endpoint`` with its health fields filled in, ready for a picker (``endpoint`` itself when they
+        already say so: the views are frozen, so an equal one need not be built)."""
+        fields = self._fields(endpoint.name, self._clock())
+        healthy, ejected, factor = fields if fields is not None else (False, True, 0.0)
+        if healthy is endpoint.healthy and ejected is endpoint.ejected and factor == endpoint.slow_start:
+            return endpoint
+        return dataclasses.replace(endpoint, healthy=healthy, ejected=ejected, slow_start=factor)
 
     def try_begin(self, name: str) -> bool:
         """Ask the endpoint's circuit breaker for a permit before sending; False: pick another endpoint."""

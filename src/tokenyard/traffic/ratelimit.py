@@ -91,6 +91,11 @@ class RateLimiter:
         self._clock = clock
         self._scopes: dict[str, _Scope] = {}
 
+    @property
+    def enabled(self) -> bool:
+        """Whether any limit is configured (without one, every check allows and sets no header)."""
+        return any(self._limits.values())
+
     def _scopes_for(self, ticket: RateTicket, now: float) -> list[_Scope]:
         out = []
         for kind, name in (("key", ticket.key), ("tenant", ticket.tenant), ("class", ticket.klass)):

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
-from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.gateway.stages.chain import Next, Stage, pass_through
 from tokenyard.traffic.ratelimit import RateTicket
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ def estimated_tokens(ctx: RequestContext) -> int:
 
 def ratelimit_stage(gw: Gateway) -> Stage:
     limiter = gw.traffic.limiter
+    if not limiter.enabled:
+        return pass_through  # no key, tenant or class limit configured: nothing to check or settle
 
     async def ratelimit(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
         estimate = estimated_tokens(ctx)
