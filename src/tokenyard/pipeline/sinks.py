@@ -46,6 +46,13 @@ class Result:
         # Not dataclasses.asdict: it deep-copies every field, a measurable cost per event on the hot path.
         return {k: str(getattr(self, k)) for k in _RESULT_FIELDS}
 
+    def flat_fields(self) -> list[str]:
+        """``to_fields`` as one flat ``[name, value, name, value, ...]`` list (a stream entry's argument list)."""
+        out: list[str] = []
+        for k in _RESULT_FIELDS:
+            out += (k, str(getattr(self, k)))
+        return out
+
     @staticmethod
     def from_fields(fields: dict[str, str]) -> Result:
         ints = ("prompt_tokens", "completion_tokens", "attempts")

@@ -17,21 +17,31 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 from tokenyard.pipeline.eventlog import EventLog
 from tokenyard.pipeline.sinks import Result
 
 MAX_CONNECTIONS = 16
 MAX_BATCH = 256  # results per backend call
-_APPEND_ONCE = """
-local found = redis.call('HGET', KEYS[2], ARGV[1])
-if found then return 0 end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
-redis.call('HSET', KEYS[2], ARGV[1], id)
-return 1
+# Check-and-append for every result of a batch, in one command: each result is still deduplicated on its own
+# (a repeat inside the batch included). KEYS: the sink stream, its dedupe hash (event id -> entry id).
+# ARGV[1]: JSON [[event_id, field, value, ...], ...] (one argument, not 30 protocol arguments per result).
+_APPEND_ONCE_MANY = """
+local verdicts = {}
+for i, record in ipairs(cjson.decode(ARGV[1])) do
+  if redis.call('HEXISTS', KEYS[2], record[1]) == 1 then
+    verdicts[i] = 0
+  else
+    local id = redis.call('XADD', KEYS[1], '*', unpack(record, 2))
+    redis.call('HSET', KEYS[2], record[1], id)
+    verdicts[i] = 1
+  end
+end
+return verdicts
 """
+_encode = msgspec.json.Encoder().encode
 
 
 class WriteBatcher:
@@ -80,38 +90,17 @@ class RedisStreamSink:
         # A blocking pool: hundreds of in-flight events share a few connections instead of failing.
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=None)
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
-        self._script = self._redis.register_script(_APPEND_ONCE)
+        self._script = self._redis.register_script(_APPEND_ONCE_MANY)
         self._batcher = WriteBatcher(self._write_many)
 
     async def write(self, result: Result) -> bool:
         return await self._batcher.write(result)
 
     async def _write_many(self, results: list[Result]) -> list[bool]:
-        """One pipelined round trip; each result is still its own atomic check-and-append script call. EVALSHA
-        directly (a registered script would cost a SCRIPT EXISTS round trip per batch); the calls that find
-        the script missing (a restarted Redis) load it and run again."""
-        keys = [self.stream, self.stream + ":dedupe"]
-        calls: list[list[str]] = []
-        for result in results:
-            args: list[str] = [*keys, result.event_id]
-            for k, v in result.to_fields().items():
-                args += [k, v]
-            calls.append(args)
-        replies: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        for _ in range(2):
-            pipe = self._redis.pipeline(transaction=False)
-            for i in todo:
-                pipe.evalsha(self._script.sha, len(keys), *calls[i])
-            for i, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
-                replies[i] = reply
-            todo = [i for i in todo if isinstance(replies[i], NoScriptError)]
-            if not todo:
-                break
-            self._script.sha = await self._redis.script_load(_APPEND_ONCE)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        """One script call for the batch (atomic, and the results share one JSON argument); a restarted Redis
+        that lost the script gets it loaded again by the registered script's NOSCRIPT fallback."""
+        payload = _encode([[result.event_id, *result.flat_fields()] for result in results])
+        replies = await self._script(keys=[self.stream, self.stream + ":dedupe"], args=[payload])
         return [bool(int(reply)) for reply in replies]
 
     async def close(self) -> None:
