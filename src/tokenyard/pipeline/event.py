@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 # Terminal outcomes of one event (metric label values and the ``status`` of result records).
 COMPLETED = "completed"
 FILTERED = "filtered"
@@ -22,6 +24,7 @@ SUPERSEDED = "superseded"
 NOT_VALUABLE = "not_valuable"
 DEAD_LETTERED = "dead_lettered"
 OUTCOMES: tuple[str, ...] = (COMPLETED, FILTERED, EXPIRED, ABORTED, SUPERSEDED, NOT_VALUABLE, DEAD_LETTERED)
+_decode_json = msgspec.json.Decoder().decode
 
 
 class EventInvalid(ValueError):
@@ -81,12 +84,21 @@ def encode_event(data: dict[str, Any], *, event_id: str | None = None, key: str 
     return out
 
 
+def _load_data(raw: str) -> Any:
+    """``json.loads``, by msgspec where it can (strict JSON gives the same values, faster); what only Python's
+    parser takes (NaN, Infinity, lone surrogates, huge numbers) or rejects keeps its answer."""
+    try:
+        return _decode_json(raw)
+    except msgspec.DecodeError:
+        return json.loads(raw)
+
+
 def decode_event(entry_id: str, fields: dict[str, str], deliveries: int = 1,
                  default_ttl_ms: float | None = None) -> Event:
     """Read an entry; ``default_ttl_ms`` (the pipeline's TTL) applies when the event carries no deadline."""
     try:
         raw = fields.get("data", "{}")
-        data = json.loads(raw) if raw else {}
+        data = _load_data(raw) if raw else {}
         if not isinstance(data, dict):
             raise EventInvalid("'data' must be a JSON object")
         created = float(fields["created_ms"]) if "created_ms" in fields else now_ms()

@@ -8,6 +8,7 @@ model server sees the disconnect and stops generating, so no zombie keeps the GP
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import Callable
@@ -56,6 +57,7 @@ class _Chunk(msgspec.Struct):
 
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
+_decode_chunks = msgspec.json.Decoder(list[_Chunk]).decode
 
 
 class ExpiredInFlight(Exception):
@@ -109,6 +111,8 @@ class InferenceStep:
         self.tier = self.traffic.tiers[spec.klass]
         self.path = "/chat/completions" if spec.chat else "/completions"
         model = pool.config.upstream_model or spec.model
+        self._id_prefix = "pl-" + uuid.uuid4().hex[:12]
+        self._id_counter = itertools.count()
         self._base: dict[str, Any] = {"model": model, "stream": True, "stream_options": {"include_usage": True}}
         if spec.max_tokens is not None:
             self._base["max_tokens"] = spec.max_tokens
@@ -126,7 +130,9 @@ class InferenceStep:
         await self.client.close()
 
     def new_progress(self) -> Progress:
-        return Progress(request_id="pl-" + uuid.uuid4().hex[:20])
+        # "pl-" + 20 hex digits: a random prefix per step (worker) and a counter, not a uuid4 (a urandom call)
+        # per event; unique across workers and redeliveries all the same.
+        return Progress(request_id=f"{self._id_prefix}{next(self._id_counter):08x}")
 
     def _request(self, prompt: str, progress: Progress) -> tuple[Pool, bytes, dict[str, str]]:
         """Pool, body and extra headers; the degradation ladder applies to pipeline requests as to the
@@ -206,19 +212,35 @@ class InferenceStep:
                 await asyncio.sleep(min(wait, MAX_ADMISSION_WAIT_S))
 
     @staticmethod
-    def _consume(line: bytes, progress: Progress) -> bool:
-        """Count one SSE ``data:`` line into ``progress``; True when it carried text."""
-        chunk = _decode_chunk(line[6:])
+    def _consume(lines: list[bytes], progress: Progress) -> bool:
+        """Count the SSE ``data: {...}`` lines of one read into ``progress``; True when one carried text. One
+        decode of them all as a JSON array, not one per line; when that fails, line by line, so the lines before
+        a broken one still count (the broken one raises ``msgspec.DecodeError``)."""
+        payloads = [line[6:] for line in lines if line.startswith(b"data: {")]
+        if not payloads:
+            return False
+        try:
+            chunks = _decode_chunks(b"[" + b",".join(payloads) + b"]")
+        except msgspec.DecodeError:
+            for payload in payloads:  # the lines before the broken one still count; the broken one raises
+                InferenceStep._count([_decode_chunk(payload)], progress)
+            raise
+        return InferenceStep._count(chunks, progress)
+
+    @staticmethod
+    def _count(chunks: list[_Chunk], progress: Progress) -> bool:
         texted = False
-        for choice in chunk.choices:
-            piece = choice.delta.content if choice.delta is not None else choice.text
-            if piece:
-                progress.parts.append(piece)
-                progress.tokens += 1
-                texted = True
-        if chunk.usage is not None:
-            progress.prompt_tokens = chunk.usage.prompt_tokens
-            progress.completion_tokens = chunk.usage.completion_tokens
+        parts = progress.parts
+        for chunk in chunks:
+            for choice in chunk.choices:
+                piece = choice.delta.content if choice.delta is not None else choice.text
+                if piece:
+                    parts.append(piece)
+                    progress.tokens += 1
+                    texted = True
+            if chunk.usage is not None:
+                progress.prompt_tokens = chunk.usage.prompt_tokens
+                progress.completion_tokens = chunk.usage.completion_tokens
         return texted
 
     def _first_token(self, lease: Lease | None, ttft_s: float) -> None:
@@ -256,11 +278,10 @@ class InferenceStep:
             rest = b""
             async for data in response.content.iter_any():
                 *lines, rest = (rest + data).split(b"\n")
-                for line in lines:
-                    if line.startswith(b"data: {") and self._consume(line, progress) and first_at is None:
-                        first_at = time.monotonic()
-                        self._first_token(lease, first_at - dispatched)
-            if rest.startswith(b"data: {") and self._consume(rest, progress) and first_at is None:
+                if self._consume(lines, progress) and first_at is None:
+                    first_at = time.monotonic()
+                    self._first_token(lease, first_at - dispatched)
+            if self._consume([rest], progress) and first_at is None:
                 first_at = time.monotonic()  # a last line without a newline
                 self._first_token(lease, first_at - dispatched)
             return "".join(progress.parts)

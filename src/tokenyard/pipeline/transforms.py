@@ -46,12 +46,47 @@ def render(template: str, fields: Mapping[str, Any]) -> str:
         raise PermanentError(f"template error: {exc}") from exc
 
 
+class CompiledTemplate:
+    """A template parsed once (not per event): literal text and field paths, rendered by concatenation with the
+    same result as ``render``. Templates that need ``str.format``'s full machinery (format specs, conversions,
+    positional fields) or that do not parse keep calling ``render``, so their results and errors are unchanged."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._parts: list[tuple[str, str | None]] | None = None
+        try:
+            parsed = list(string.Formatter().parse(text))
+        except ValueError:
+            return  # malformed: every render raises PermanentError, as before
+        if all(name is None or (name and not name[0].isdigit() and not spec and conversion is None)
+               for _, name, spec, conversion in parsed):
+            self._parts = [(literal, name) for literal, name, _, _ in parsed]
+
+    @property
+    def compiled(self) -> bool:
+        return self._parts is not None
+
+    def __call__(self, fields: Mapping[str, Any]) -> str:
+        if self._parts is None:
+            return render(self.text, fields)
+        out: list[str] = []
+        for literal, name in self._parts:
+            out.append(literal)
+            if name is not None:
+                value = lookup(fields, name)
+                if value is _MISSING:
+                    raise PermanentError(f"template field {name!r} is missing from the event")
+                out.append(format(json.dumps(value) if isinstance(value, (dict, list)) else value, ""))
+        return "".join(out)
+
+
 class Template:
     def __init__(self, spec: TemplateSpec) -> None:
         self.spec = spec
+        self._render = CompiledTemplate(spec.text)
 
     async def apply(self, event: Event) -> bool:
-        event.vars[self.spec.into] = render(self.spec.text, event.fields())
+        event.vars[self.spec.into] = self._render(event.fields())
         return True
 
 
@@ -70,11 +105,12 @@ class Enrich:
         self.spec = spec
         self.session = session
         self.url = spec.url.rstrip("/") + "/retrieve"
+        self._query = CompiledTemplate(spec.query)
         self.calls = 0
         self.failures = 0
 
     async def apply(self, event: Event) -> bool:
-        query = render(self.spec.query, event.fields())
+        query = self._query(event.fields())
         self.calls += 1
         try:
             async with self.session.post(self.url, json={"query": query, "top_k": self.spec.top_k},

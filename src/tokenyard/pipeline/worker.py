@@ -80,6 +80,10 @@ class Worker:
         self._running: dict[str, _Running] = {}  # entry id -> inference
         self.control_ready = asyncio.Event()  # the control stream's history has been applied
         self._stopping = False
+        self._fanout_waiters = 0  # handlers waiting in _wait_fanout (none: finishing need not wake anyone)
+        # Read when scraped, not moved twice per event.
+        metrics.inflight.set_function(lambda: len(self._active))
+        metrics.inferring.set_function(lambda: len(self._running))
 
     # ---- the loops ----------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -206,7 +210,6 @@ class Worker:
                 self._changed.notify_all()
         for entry, event, error in events:
             await self._slots.acquire()
-            self.metrics.inflight.inc()
             task = asyncio.create_task(self._handle(entry, event, error))
             self._active[entry.id] = task
             task.add_done_callback(self._done_callback(entry.id))
@@ -217,7 +220,6 @@ class Worker:
     def _done(self, entry_id: str) -> None:
         self._active.pop(entry_id, None)
         self._slots.release()
-        self.metrics.inflight.dec()
 
     async def _handle(self, entry: Entry, event: Event | None, error: str) -> None:
         try:
@@ -280,21 +282,29 @@ class Worker:
             return await self._infer(event, progress)
         finally:
             self.fanout.finish(event)
-            async with self._changed:
-                self._changed.notify_all()
+            if self._fanout_waiters:  # only a handler waiting for a fan-out slot cares
+                async with self._changed:
+                    self._changed.notify_all()
 
     async def _wait_fanout(self, event: Event) -> str:
         """Wait for a per-key/per-tenant slot (and for resume); give up when the event stops being worth it."""
+        verdict = self._verdict(event)
+        if verdict or (self.fanout.can_start(event) and not self.control.paused):
+            return verdict  # the common case: no lock, no wait
         async with self._changed:
-            while True:
-                verdict = self._verdict(event)
-                if verdict or (self.fanout.can_start(event) and not self.control.paused):
-                    return verdict
-                timeout = None
-                if event.deadline_ms is not None:
-                    timeout = max(0.0, (event.deadline_ms - self.clock()) / 1000.0) + 0.001
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout)
+            self._fanout_waiters += 1
+            try:
+                while True:
+                    verdict = self._verdict(event)
+                    if verdict or (self.fanout.can_start(event) and not self.control.paused):
+                        return verdict
+                    timeout = None
+                    if event.deadline_ms is not None:
+                        timeout = max(0.0, (event.deadline_ms - self.clock()) / 1000.0) + 0.001
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), timeout)
+            finally:
+                self._fanout_waiters -= 1
 
     async def _infer(self, event: Event, progress: Progress) -> str:
         prompt = str(event.fields().get(self.spec.inference.prompt_field, ""))
@@ -307,7 +317,6 @@ class Worker:
         loop = asyncio.get_running_loop()
         limit_s = self.spec.inference.timeout_ms / 1000.0 if budget_ms is None else budget_ms / 1000.0
         timer = loop.call_later(limit_s, running.cancel, ev.EXPIRED)
-        self.metrics.inferring.inc()
         try:
             text = await task
         except asyncio.CancelledError:
@@ -318,7 +327,6 @@ class Worker:
             return ev.EXPIRED
         finally:
             timer.cancel()
-            self.metrics.inferring.dec()
             self._running.pop(event.entry_id, None)
         event.vars["output"] = text
         return ev.COMPLETED
