@@ -28,6 +28,7 @@ WAITING = ("vllm:num_requests_waiting",)
 KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 PREFIX_HITS = ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits_total")
 PREFIX_QUERIES = ("vllm:prefix_cache_queries_total", "vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries_total")
+_READ = frozenset(RUNNING + WAITING + KV_USAGE + PREFIX_HITS + PREFIX_QUERIES)
 
 
 def _metric_name(line: str) -> tuple[str, str]:
@@ -56,14 +57,38 @@ def _skip_labels(rest: str) -> str | None:
     return None
 
 
-def parse_samples(text: str) -> dict[str, list[float]]:
-    """Every sample value per metric name (labels dropped); malformed lines are skipped, never raised."""
+def _wanted_lines(text: str, names: frozenset[str]) -> list[str]:
+    """The sample lines of ``names``, found by substring search (C speed) instead of walking every line."""
+    found: dict[int, str] = {}  # by line start: one name can be the prefix of another (``x`` and ``x_total``)
+    for name in names:
+        start = text.find(name)
+        while start != -1:
+            end = text.find("\n", start)
+            if end == -1:
+                end = len(text)
+            line_start = text.rfind("\n", 0, start) + 1
+            if not text[line_start:start].strip():  # the name begins the line (a comment or label does not)
+                found[line_start] = text[line_start:end]
+            start = text.find(name, end)
+    return [found[at] for at in sorted(found)]
+
+
+def parse_samples(text: str, only: frozenset[str] | None = None) -> dict[str, list[float]]:
+    """Every sample value per metric name (labels dropped); malformed lines are skipped, never raised.
+
+    ``only``: read just these metric names. A vLLM page has a thousand lines of histograms the gateway never
+    uses; finding the wanted lines by substring search before any per-character work makes parsing a realistic
+    page (~1,000 lines) about 100x cheaper, and a scrape runs on the event loop every request shares.
+    """
     samples: dict[str, list[float]] = {}
-    for raw in text.splitlines():
+    lines = text.splitlines() if only is None else _wanted_lines(text, only)
+    for raw in lines:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         name, rest = _metric_name(line)
+        if only is not None and name not in only:
+            continue
         after = _skip_labels(rest)
         if not name or after is None:
             continue
@@ -91,7 +116,7 @@ def _first(samples: Mapping[str, list[float]], names: tuple[str, ...]) -> list[f
 
 def parse_backend_load(text: str, scraped_at: float) -> BackendLoad:
     """The load figures routing uses, from one ``/metrics`` page."""
-    samples = parse_samples(text)
+    samples = parse_samples(text, _READ)
     running = _first(samples, RUNNING) or []
     waiting = _first(samples, WAITING) or []
     kv = _first(samples, KV_USAGE) or []

@@ -81,3 +81,17 @@ def test_garbage_never_raises() -> None:
 )
 def test_metrics_url(url: str, expected: str) -> None:
     assert metrics_url(url) == expected
+
+
+def test_only_the_wanted_names_are_read_and_lookalikes_are_not() -> None:
+    page = (
+        "# HELP vllm:num_requests_running the running ones\n"
+        'vllm:num_requests_running{engine="0"} 2\r\n'
+        "  vllm:num_requests_running 3\n"
+        "vllm:num_requests_running_total 100\n"  # a longer name that starts like the wanted one
+        'other{note="vllm:num_requests_running 50"} 1\n'  # the name inside a label value
+        'vllm:num_requests_waiting{model_name="a}b"} 4'  # no trailing newline; a brace inside quotes
+    )
+    samples = parse_samples(page, frozenset({"vllm:num_requests_running", "vllm:num_requests_waiting"}))
+    assert samples == {"vllm:num_requests_running": [2.0, 3.0], "vllm:num_requests_waiting": [4.0]}
+    assert parse_samples(page)["other"] == [1.0]  # without ``only`` every metric is read
