@@ -33,11 +33,12 @@ WASTE_FOR = {ev.ABORTED: "aborted", ev.EXPIRED: "expired", ev.SUPERSEDED: "super
 
 
 class _Running:
-    """An inference in flight: cancelling it with a reason closes its upstream request."""
+    """An inference in flight in its event's handler task: cancelling it with a reason interrupts the handler
+    there (closing the upstream request); the handler then finishes the event with that reason."""
 
     __slots__ = ("event", "progress", "reason", "task")
 
-    def __init__(self, event: Event, task: asyncio.Task[str], progress: Progress) -> None:
+    def __init__(self, event: Event, task: asyncio.Task[None], progress: Progress) -> None:
         self.event = event
         self.task = task
         self.progress = progress
@@ -311,14 +312,16 @@ class Worker:
         if not prompt:
             raise PermanentError(f"the event has no {self.spec.inference.prompt_field!r} field to send")
         budget_ms = None if event.deadline_ms is None else max(1.0, event.deadline_ms - self.clock())
-        task = asyncio.create_task(self.inference.run(event, prompt, budget_ms, progress))
+        # Inference runs in this handler task (not a task of its own per event): a reasoned cancel interrupts
+        # the handler inside ``run`` and is taken back here, so the event still finishes with the reason.
+        task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
         running = _Running(event, task, progress)
         self._running[event.entry_id] = running
         loop = asyncio.get_running_loop()
         limit_s = self.spec.inference.timeout_ms / 1000.0 if budget_ms is None else budget_ms / 1000.0
         timer = loop.call_later(limit_s, running.cancel, ev.EXPIRED)
         try:
-            text = await task
+            text = await self.inference.run(event, prompt, budget_ms, progress)
         except asyncio.CancelledError:
             if not running.reason:
                 raise  # the worker itself is stopping: leave the event pending
@@ -328,6 +331,8 @@ class Worker:
         finally:
             timer.cancel()
             self._running.pop(event.entry_id, None)
+            if running.reason:
+                task.uncancel()  # the cancel was ours, taken back: later timeouts in this task count right
         event.vars["output"] = text
         return ev.COMPLETED
 

@@ -15,7 +15,9 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import msgspec
 
 from tokenyard.pipeline.eventlog.base import (
     DEAD_DELIVERIES,
@@ -51,6 +53,26 @@ CREATE TABLE IF NOT EXISTS pending (
     delivered_ms INTEGER NOT NULL, deliveries INTEGER NOT NULL,
     PRIMARY KEY (stream, grp, ms, seq)) WITHOUT ROWID;
 """
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def _dumps(fields: Mapping[str, str]) -> str:
+    """An entry's fields as stored: JSON text (msgspec: UTF-8 as is, where ``json.dumps`` escaped it; both read
+    back the same). Strings msgspec refuses (lone surrogates) go through ``json.dumps``."""
+    try:
+        return _encode(fields).decode()
+    except (TypeError, UnicodeEncodeError, msgspec.EncodeError):
+        return json.dumps(dict(fields), separators=(",", ":"))
+
+
+def _loads(text: str) -> Any:
+    try:
+        return _decode(text)
+    except msgspec.DecodeError:  # e.g. an escaped lone surrogate, which only Python's parser takes
+        return json.loads(text)
 
 
 def _now_ms() -> int:
@@ -96,7 +118,7 @@ class SqliteEventLog:
 
     # -- writing --------------------------------------------------------------------------------------------
     async def append(self, stream: str, fields: Mapping[str, str], *, maxlen: int | None = None) -> str:
-        payload = json.dumps(dict(fields), separators=(",", ":"))
+        payload = _dumps(fields)
         entry_id = await self._call(lambda db: format_id(*_append(db, stream, payload, maxlen)))
         self._wake_readers()
         return entry_id
@@ -104,7 +126,7 @@ class SqliteEventLog:
     async def append_many(self, stream: str, records: Sequence[Mapping[str, str]]) -> list[str]:
         if not records:
             return []
-        payloads = [json.dumps(dict(fields), separators=(",", ":")) for fields in records]
+        payloads = [_dumps(fields) for fields in records]
         ids = await self._call(lambda db: [format_id(*_append(db, stream, p, None)) for p in payloads])
         self._wake_readers()
         return ids
@@ -225,7 +247,7 @@ class SqliteEventLog:
 
         def query(db: sqlite3.Connection) -> list[Entry]:
             rows = db.execute(sql, (stream, *low, *high, limit)).fetchall()
-            return [Entry(format_id(ms, seq), json.loads(fields), 0) for ms, seq, fields in rows]
+            return [Entry(format_id(ms, seq), _loads(fields), 0) for ms, seq, fields in rows]
 
         return await self._call(query)
 
@@ -286,7 +308,7 @@ def _group_last(db: sqlite3.Connection, stream: str, group: str) -> StreamId:
 def _read_after(db: sqlite3.Connection, stream: str, after: StreamId, count: int) -> list[Entry]:
     rows = db.execute("SELECT ms, seq, fields FROM entries WHERE stream = ? AND (ms, seq) > (?, ?)"
                       " ORDER BY ms, seq LIMIT ?", (stream, *after, count)).fetchall()
-    return [Entry(format_id(ms, seq), json.loads(fields), 0) for ms, seq, fields in rows]
+    return [Entry(format_id(ms, seq), _loads(fields), 0) for ms, seq, fields in rows]
 
 
 def _read_new(db: sqlite3.Connection, stream: str, group: str, consumer: str, count: int) -> list[Entry]:
@@ -301,7 +323,7 @@ def _read_new(db: sqlite3.Connection, stream: str, group: str, consumer: str, co
                    [(stream, group, ms, seq, consumer, now) for ms, seq, _ in rows])
     db.execute("UPDATE groups SET last_ms = ?, last_seq = ? WHERE stream = ? AND name = ?",
                (rows[-1][0], rows[-1][1], stream, group))
-    return [Entry(format_id(ms, seq), json.loads(fields), 1) for ms, seq, fields in rows]
+    return [Entry(format_id(ms, seq), _loads(fields), 1) for ms, seq, fields in rows]
 
 
 def _claim(db: sqlite3.Connection, stream: str, group: str, consumer: str, min_idle_ms: int, count: int,
