@@ -123,7 +123,7 @@ class EmbeddedStreamSink:
 
     async def _write_many(self, results: list[Result]) -> list[bool]:
         """Under the file lock: catch up with other writers, then append the unseen results in one transaction."""
-        fd = await asyncio.to_thread(self._lock)
+        fd = self._try_lock() or await asyncio.to_thread(self._lock)
         try:
             while True:  # catch up with what other writers appended
                 entries = await self.log.read_range(self.stream, f"({self._after}", "+", count=1000)
@@ -152,6 +152,16 @@ class EmbeddedStreamSink:
     def _lock(self) -> Any:
         fh = open(self._lock_path, "a+b")  # noqa: SIM115 - held across awaits, closed in _write_many()
         fcntl.flock(fh, fcntl.LOCK_EX)
+        return fh
+
+    def _try_lock(self) -> Any:
+        """The lock without a thread hop when nobody holds it (one worker: always); None when it is taken."""
+        fh = open(self._lock_path, "a+b")  # noqa: SIM115 - held across awaits, closed in _write_many()
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return None
         return fh
 
     async def close(self) -> None:
