@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -58,6 +59,8 @@ class _Chunk(msgspec.Struct):
 
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
 _decode_chunks = msgspec.json.Decoder(list[_Chunk]).decode
+# The JSON of every ``data: {...}`` line of a buffer of whole lines, found by one C-level scan.
+_DATA_LINES = re.compile(rb"^data: (\{[^\n]*)", re.MULTILINE)
 
 
 class ExpiredInFlight(Exception):
@@ -212,11 +215,12 @@ class InferenceStep:
                 await asyncio.sleep(min(wait, MAX_ADMISSION_WAIT_S))
 
     @staticmethod
-    def _consume(lines: list[bytes], progress: Progress) -> bool:
-        """Count the SSE ``data: {...}`` lines of one read into ``progress``; True when one carried text. One
-        decode of them all as a JSON array, not one per line; when that fails, line by line, so the lines before
-        a broken one still count (the broken one raises ``msgspec.DecodeError``)."""
-        payloads = [line[6:] for line in lines if line.startswith(b"data: {")]
+    def _consume(lines: bytes, progress: Progress) -> bool:
+        """Count the SSE ``data: {...}`` lines in ``lines`` (whole lines) into ``progress``; True when one carried
+        text. One scan for the lines and one decode of them all as a JSON array, not work per line; when the
+        decode fails, line by line, so the lines before a broken one still count (that one raises
+        ``msgspec.DecodeError``)."""
+        payloads = _DATA_LINES.findall(lines)
         if not payloads:
             return False
         try:
@@ -274,14 +278,17 @@ class InferenceStep:
                         lease.record_overload()
                     raise TransientError(f"upstream answered {response.status}: {text}")
                 raise PermanentError(f"upstream answered {response.status}: {text}")
-            # Whatever arrived at once, split into lines here: far cheaper per token than readline() per line.
+            # Whatever arrived at once is counted in one go (its whole lines; a cut line waits for the rest): far
+            # cheaper per token than readline() per line.
             rest = b""
             async for data in response.content.iter_any():
-                *lines, rest = (rest + data).split(b"\n")
-                if self._consume(lines, progress) and first_at is None:
+                buffer = rest + data if rest else data
+                cut = buffer.rfind(b"\n") + 1
+                rest = buffer[cut:]
+                if cut and self._consume(buffer[:cut] if rest else buffer, progress) and first_at is None:
                     first_at = time.monotonic()
                     self._first_token(lease, first_at - dispatched)
-            if self._consume([rest], progress) and first_at is None:
+            if self._consume(rest, progress) and first_at is None:
                 first_at = time.monotonic()  # a last line without a newline
                 self._first_token(lease, first_at - dispatched)
             return "".join(progress.parts)
