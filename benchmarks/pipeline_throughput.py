@@ -6,7 +6,9 @@ loopback ports, ended by PID. Three measurements, each bounded in count and time
 0. ceiling: a bare aiohttp client sends the same streamed requests to the same simulator (64 at once): the most
    this machine allows right now, for comparison.
 1. throughput: N events already in the log, one worker (in this process) drains them; events/s = N / time from
-   start to the last ack. On Redis Streams and on the embedded SQLite log.
+   start to the last ack. On Redis Streams and on the embedded SQLite log. Also the CPU time per event of this
+   process (the worker, with its log thread) and of the simulator process: unlike events/s, these hardly move
+   when other work shares the machine.
 2. burst: the worker runs while a producer appends a burst of B events as fast as it can; peak lag and the time
    from the end of the burst until the lag is back to 0.
 3. recovery: two `tokenyard pipeline run` processes share a stream on Redis; one is killed with SIGKILL while it
@@ -43,6 +45,13 @@ from tokenyard.pipeline.spec import parse_spec
 from tokenyard.runtime import run
 
 LIMIT_S = 120.0  # every phase ends by then, whatever happens
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process so far (``/proc/PID/stat``), in seconds."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -114,16 +123,19 @@ async def ceiling(sim_url: str, n: int) -> dict[str, Any]:
     return {"requests": n, "seconds": round(elapsed, 2), "requests_per_s": round(n / elapsed)}
 
 
-async def throughput(log_url: str, sim_url: str, n: int, name: str) -> dict[str, Any]:
+async def throughput(log_url: str, sim_url: str, sim_pid: int, n: int, name: str) -> dict[str, Any]:
     spec = parse_spec(_doc(log_url, sim_url, name))
     log = open_event_log(log_url)
     try:
         await _produce(log, spec.source.stream, n, "t")
-        started = time.monotonic()
+        started, cpu, sim_cpu = time.monotonic(), _cpu_s(os.getpid()), _cpu_s(sim_pid)
         async with running_pipeline(spec):
             await _wait_drained(log, spec.source.stream, f"{name}:results", n)
             elapsed = time.monotonic() - started
-        return {"events": n, "seconds": round(elapsed, 2), "events_per_s": round(n / elapsed)}
+            cpu, sim_cpu = _cpu_s(os.getpid()) - cpu, _cpu_s(sim_pid) - sim_cpu
+        return {"events": n, "seconds": round(elapsed, 2), "events_per_s": round(n / elapsed),
+                "worker_cpu_ms_per_event": round(cpu / n * 1000, 3),
+                "simulator_cpu_ms_per_event": round(sim_cpu / n * 1000, 3)}
     finally:
         await log.aclose()
 
@@ -217,8 +229,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             report: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, shared with other work"}
             phases: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
                 "client_ceiling": lambda: ceiling(sim_url, args.events),
-                "throughput_redis": lambda: throughput(redis_url, sim_url, args.events, "tput-redis"),
-                "throughput_sqlite": lambda: throughput(sqlite_url, sim_url, args.events, "tput-sqlite"),
+                "throughput_redis": lambda: throughput(redis_url, sim_url, sim_proc.pid, args.events, "tput-redis"),
+                "throughput_sqlite": lambda: throughput(sqlite_url, sim_url, sim_proc.pid, args.events,
+                                                        "tput-sqlite"),
                 "burst_redis": lambda: burst(redis_url, sim_url, args.burst),
                 "recovery_redis": lambda: recovery(redis_url, sim_url, args.events // 2, args.claim_idle_ms,
                                                    workdir),
