@@ -162,10 +162,11 @@ class InferenceStep:
         """Generate the answer text; raises ``TransientError`` (retry later), ``PermanentError`` (never
         succeeds), ``ExpiredInFlight``; cancellation closes the upstream."""
         estimate = len(prompt) // 4 + 1
-        limiter = self.traffic.limiter
+        # No limit configured: every check would allow and charge nothing, so none is made.
+        limiter = self.traffic.limiter if self.traffic.limiter.enabled else None
         rate = RateTicket(progress.request_id, "", event.tenant, self.spec.klass,
                           estimate + (self.spec.max_tokens or 0))
-        while True:  # a pipeline waits out its rate limit instead of failing the event
+        while limiter is not None:  # a pipeline waits out its rate limit instead of failing the event
             decision = limiter.check(rate)
             if decision.allowed:
                 break
@@ -189,8 +190,9 @@ class InferenceStep:
                     lease.settle(progress.prompt_tokens, progress.completion_tokens or progress.tokens)
                 lease.release()
         finally:
-            limiter.reconcile(rate, progress.prompt_tokens + (progress.completion_tokens or progress.tokens))
-            limiter.release(rate)
+            if limiter is not None:
+                limiter.reconcile(rate, progress.prompt_tokens + (progress.completion_tokens or progress.tokens))
+                limiter.release(rate)
 
     async def _admit(self, ticket_for: Callable[[], AdmissionTicket]) -> Lease:
         """Admission as the gateway does it; a pipeline event that is shed (429) or times out in the class queue
