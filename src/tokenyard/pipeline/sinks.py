@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
+import itertools
 import json
 import os
 from dataclasses import asdict, dataclass, fields
@@ -42,16 +44,18 @@ class Result:
     finished_ms: float = 0.0
     error: str = ""
 
-    def to_fields(self) -> dict[str, str]:
-        # Not dataclasses.asdict: it deep-copies every field, a measurable cost per event on the hot path.
+    @functools.cached_property
+    def _strings(self) -> dict[str, str]:
+        # Not dataclasses.asdict: it deep-copies every field, a measurable cost per event on the hot path. Built
+        # once per result (the sink record and the lineage record both use it); results are not changed later.
         return {k: str(getattr(self, k)) for k in _RESULT_FIELDS}
+
+    def to_fields(self) -> dict[str, str]:
+        return dict(self._strings)
 
     def flat_fields(self) -> list[str]:
         """``to_fields`` as one flat ``[name, value, name, value, ...]`` list (a stream entry's argument list)."""
-        out: list[str] = []
-        for k in _RESULT_FIELDS:
-            out += (k, str(getattr(self, k)))
-        return out
+        return list(itertools.chain.from_iterable(self._strings.items()))
 
     @staticmethod
     def from_fields(fields: dict[str, str]) -> Result:
