@@ -54,6 +54,9 @@ class ShedDecision:
         return 200 if self.admit else 429
 
 
+_ADMIT = ShedDecision(True, ADMITTED, 0.0)  # the common answer, built once (the decision is immutable)
+
+
 def shed_probability(saturation: float, settings: SheddingSettings | None = None) -> float:
     """``min(s**exponent * scale, 1)`` for the sheddable tier; 0 for s <= 0."""
     st = settings or SheddingSettings()
@@ -80,7 +83,7 @@ def decide(
         return ShedDecision(draw >= p, ADMITTED if draw >= p else SHED_PROBABILISTIC, p)
     if tier is ShedTier.STANDARD and saturation >= st.standard_threshold:
         return ShedDecision(False, SHED_THRESHOLD, 1.0)
-    return ShedDecision(True, ADMITTED, 0.0)
+    return _ADMIT
 
 
 def retry_after_s(backlog_s: float, settings: SheddingSettings | None = None) -> int:

@@ -97,7 +97,10 @@ class _Pool:
 
     @property
     def capacity(self) -> int:
-        return sum(limit.limit for limit in self.limits.values())
+        total = 0  # a loop, not sum(generator): read several times per request
+        for limit in self.limits.values():
+            total += limit.limit
+        return total
 
 
 class Lease:
@@ -349,7 +352,8 @@ class AdmissionController:
         cap = self.settings.queue_caps.get(ticket.klass, self.settings.default_queue_cap)
         decision = decide(
             ticket.tier,
-            self._saturation(pool.name),
+            # The critical tier is never shed for saturation: its decision does not read the signal.
+            0.0 if ticket.tier is ShedTier.CRITICAL else self._saturation(pool.name),
             queue_depth=pool.queue.depth_of(ticket.klass),
             queue_cap=cap,
             draw=self._rng.random(),
@@ -442,7 +446,9 @@ class AdmissionController:
 
     def _shared(self, pool: _Pool) -> int:
         """The in-flight level up to which every tier may dispatch (the rest is the critical reserve)."""
-        return pool.capacity - math.ceil(pool.capacity * self.settings.critical_reserve)
+        capacity = pool.capacity
+        reserve = self.settings.critical_reserve
+        return capacity - math.ceil(capacity * reserve) if reserve else capacity
 
     def _critical_waiting(self, pool: _Pool) -> bool:
         """True when a request of the critical tier is queued (strict priority pops it first)."""

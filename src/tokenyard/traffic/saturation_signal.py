@@ -54,4 +54,4 @@ class SaturationSignal:
 
     def __call__(self, pool: str) -> float:
         names = self.endpoints.get(pool, [])
-        return pool_saturation((self.endpoint(pool, n) for n in names), self.settings)
+        return pool_saturation([self.endpoint(pool, n) for n in names], self.settings)

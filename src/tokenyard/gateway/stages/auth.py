@@ -39,9 +39,12 @@ def body_reader(gw: Gateway) -> Stage:
             raise GatewayError(413, f"request body of {length} bytes exceeds the limit of {max_body} bytes",
                                "request_too_large")
         try:
-            # asyncio.timeout, not wait_for: the read stays in this task, so a client leaving cancels it as usual.
-            async with asyncio.timeout(timeout_s):
-                await request.read()
+            if request.content.is_eof():
+                await request.read()  # the whole body is already here: reading it cannot wait, no timer needed
+            else:
+                # asyncio.timeout, not wait_for: the read stays in this task, so a client leaving cancels it.
+                async with asyncio.timeout(timeout_s):
+                    await request.read()
         except ConnectionResetError as exc:  # the client left while sending its body
             raise GatewayError(499, "client closed the connection while sending its body", "client_closed",
                                outcome="client_aborted") from exc
