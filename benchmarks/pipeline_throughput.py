@@ -40,7 +40,7 @@ import yaml
 from tokenyard.pipeline.event import encode_event
 from tokenyard.pipeline.eventlog import EventLog, open_event_log
 from tokenyard.pipeline.logs import lag
-from tokenyard.pipeline.service import running_pipeline
+from tokenyard.pipeline.service import running_pipeline, tune_worker_gc
 from tokenyard.pipeline.spec import parse_spec
 from tokenyard.runtime import run
 
@@ -219,6 +219,7 @@ async def recovery(log_url: str, sim_url: str, n: int, claim_idle_ms: int, workd
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    tune_worker_gc()  # the worker runs in this process: set up as `tokenyard pipeline run` sets up its own
     with tempfile.TemporaryDirectory() as workdir:
         port = _free_port()
         redis_proc = _start_redis(port, workdir)

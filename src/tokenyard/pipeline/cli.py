@@ -51,9 +51,10 @@ def _with(obj: S, **changes: object) -> S:
 
 
 async def _run(spec: PipelineSpec, base_dir: Path, consumer: str | None) -> int:
-    from tokenyard.pipeline.service import PipelineService
+    from tokenyard.pipeline.service import PipelineService, tune_worker_gc
     from tokenyard.runtime import wait_for_shutdown
 
+    tune_worker_gc()  # this process is a worker
     service = PipelineService(spec, base_dir, consumer)
     try:
         await service.start()
