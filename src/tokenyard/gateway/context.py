@@ -59,6 +59,7 @@ class RequestContext:
         "trace",
         "transcript",
         "ttft",
+        "upstream_headers",
         "upstream_model",
     )
 
@@ -78,6 +79,7 @@ class RequestContext:
         self.model_config: ModelConfig | None = None
         self.pool: Pool | None = None
         self.upstream_model: str | None = None
+        self.upstream_headers: dict[str, str] | None = None  # extra headers a stage wants sent upstream
         self.backend = ""
         self.outcome = ""
         self.status = 0

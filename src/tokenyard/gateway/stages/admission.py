@@ -95,6 +95,7 @@ def admission_stage(gw: Gateway) -> Stage:
         try:
             # A free slot and nobody queued: the lease at once, no waiting task (the common case).
             lease = controller.admit_now(ticket)
+            waited = lease is None  # only a request that waited can have had its stream committed
             if lease is None:
                 resume_path = f"/v1/streams/{ctx.request_id}" if cls.resume_window_ms else None
                 # A stream still queued after heartbeat_s is committed (200, SSE) and kept alive (queued_stream).
@@ -120,7 +121,7 @@ def admission_stage(gw: Gateway) -> Stage:
         ctx.queue_s = lease.queue_wait_s
         ctx.request[LEASE] = lease
         try:
-            committed = queued_stream(ctx)
+            committed = queued_stream(ctx) if waited else None
             try:
                 response = await call_next(ctx)
             except GatewayError as exc:

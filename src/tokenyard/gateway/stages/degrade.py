@@ -2,7 +2,7 @@
 
 Only classes whose level is above 0 pay for a JSON decode. Applied actions are named in ``x-tokenyard-degraded``
 and counted in ``tokenyard_degradation_actions_total``; headers the ladder wants upstream (the retrieval
-``top_k`` hint) travel in ``ctx.request[UPSTREAM_HEADERS]``. ``fallback_model`` moves the request to the pool of
+``top_k`` hint) travel in ``ctx.upstream_headers``. ``fallback_model`` moves the request to the pool of
 the model's first configured ``fallback``. The stage also feeds the client-seen TTFT of each request back.
 """
 
@@ -20,14 +20,12 @@ from tokenyard.policy.degradation import FALLBACK_MODEL, LEVEL_ACTIONS
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
 
-# Extra headers a stage wants on the upstream request.
-UPSTREAM_HEADERS = web.RequestKey("tokenyard_upstream_headers", dict[str, str])
 DEGRADED_HEADER = "x-tokenyard-degraded"
 
 
 def upstream_headers(ctx: RequestContext) -> dict[str, str]:
     """Extra headers a stage asked to send upstream (empty when none)."""
-    return ctx.request.get(UPSTREAM_HEADERS) or {}
+    return ctx.upstream_headers or {}
 
 
 def degrade_stage(gw: Gateway) -> Stage:
@@ -49,7 +47,7 @@ def degrade_stage(gw: Gateway) -> Stage:
                 fallback = fallback_of(ctx)
                 result = engine.apply(ctx.klass, body, fallback_model=fallback)
                 if result.headers:
-                    ctx.request[UPSTREAM_HEADERS] = {**upstream_headers(ctx), **result.headers}
+                    ctx.upstream_headers = {**upstream_headers(ctx), **result.headers}
                 if result.actions:
                     if FALLBACK_MODEL in result.actions and fallback is not None:
                         pool = pools[fallback]

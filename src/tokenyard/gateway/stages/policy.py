@@ -86,7 +86,8 @@ def policy_stage(gw: Gateway) -> Stage:
             limiter.release(ticket)
 
     async def check_policy(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
-        principal = ctx.request.get(PRINCIPAL)
+        # On the chain's paths only the auth stage sets a principal, and only when security is on.
+        principal = ctx.request.get(PRINCIPAL) if security.enabled else None
         if principal is not None and ctx.parsed is not None:
             decision = security.decide(principal, "models", ctx.parsed.model)
             if decision is not None and not decision.allowed:
