@@ -324,5 +324,7 @@ class ChaosProxy:
             # Only close() cancels connections; ending quietly keeps asyncio from logging the cancellation.
             pass
         finally:
+            if not writer.is_closing():  # cancelled before the connection took charge of it (close() while dialing)
+                writer.transport.abort()
             stats.connections_active -= 1
             self._tasks.discard(task)
