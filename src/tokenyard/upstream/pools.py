@@ -37,7 +37,8 @@ class Endpoint:
         self._up_gauge = metrics.backend_up.labels(self.name)
         self._inflight_gauge = metrics.backend_inflight.labels(self.name)
         self._up_gauge.set(1)
-        self._inflight_gauge.set(0)
+        # Read when the metrics are collected, not updated twice per request.
+        self._inflight_gauge.set_function(self._inflight_now)
 
     def set_up(self, up: bool) -> None:
         """Set ``tokenyard_backend_up`` (1: routable in at least one of its pools)."""
@@ -45,15 +46,16 @@ class Endpoint:
             self.up = up
             self._up_gauge.set(1 if up else 0)
 
+    def _inflight_now(self) -> float:
+        return float(self.inflight)
+
     def acquire(self, tokens: int = 0) -> None:
         self.inflight += 1
         self.inflight_tokens += tokens
-        self._inflight_gauge.inc()
 
     def release(self, tokens: int = 0) -> None:
         self.inflight -= 1
         self.inflight_tokens -= tokens
-        self._inflight_gauge.dec()
 
     def view(self, load: BackendLoad | None) -> EndpointView:
         """This endpoint as a picker sees it (health fields are filled in by ``PoolHealth.view``)."""
