@@ -101,6 +101,8 @@ def policy_stage(gw: Gateway) -> Stage:
                 raise GatewayError(exc.status, exc.message, exc.code, param=exc.param) from exc
         if principal is not None and principal.from_store:
             return await limit_store_key(ctx, principal, call_next)
+        if ctx.key is None:
+            return await call_next(ctx)  # no key, no budget to charge (budgets_of(None) is empty)
         return await charge_budgets(ctx, call_next)
 
     return check_policy
