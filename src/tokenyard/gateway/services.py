@@ -17,7 +17,7 @@ from tokenyard.telemetry.metrics import GatewayMetrics
 from tokenyard.telemetry.tracing import build_tracing
 from tokenyard.traffic.control import TrafficControl
 from tokenyard.traffic.distributed import ScaleOut
-from tokenyard.traffic.router import Router, trace_config
+from tokenyard.traffic.router import Router
 from tokenyard.upstream.client import UpstreamClient
 from tokenyard.upstream.pools import Pool, build_pools
 
@@ -32,7 +32,7 @@ class Gateway:
         self.config = config
         self.metrics = GatewayMetrics()
         self.tracing = build_tracing(config.telemetry)  # None unless telemetry.otlp_endpoint is set
-        self.client = UpstreamClient(config.timeouts, [trace_config()])
+        self.client = UpstreamClient(config.timeouts)
         self.pools: dict[str, Pool] = build_pools(config.models, self.metrics, config.routing)
         self.router = Router(self.client, self.pools, config, self.metrics)
         self.inflight: dict[str, RequestContext] = {}

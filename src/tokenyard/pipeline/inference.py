@@ -31,7 +31,7 @@ from tokenyard.traffic.admission_setup import admission_ticket
 from tokenyard.traffic.admission_types import SHUTTING_DOWN, AdmissionTicket, Rejected
 from tokenyard.traffic.control import TrafficControl
 from tokenyard.traffic.ratelimit import RateTicket
-from tokenyard.traffic.router import Attempt, NoUpstream, Router, RouteRequest, trace_config
+from tokenyard.traffic.router import Attempt, NoUpstream, Router, RouteRequest
 from tokenyard.upstream.client import UpstreamClient
 from tokenyard.upstream.pools import Pool, build_pools
 
@@ -102,7 +102,7 @@ class InferenceStep:
         self.config = config
         self.cls = config.classes[spec.klass]
         self.gateway_metrics = GatewayMetrics()
-        self.client = UpstreamClient(config.timeouts, [trace_config()])
+        self.client = UpstreamClient(config.timeouts)
         self.pools = build_pools(config.models, self.gateway_metrics, config.routing)
         pool = self.pools.get(spec.model) or self.pools.get("*")
         if pool is None:

@@ -17,7 +17,6 @@ import contextlib
 import random
 from dataclasses import dataclass, field
 from time import monotonic
-from types import SimpleNamespace
 
 import aiohttp
 import msgspec
@@ -505,22 +504,3 @@ async def _first_byte(response: H1Response) -> None:
     error = content.exception()
     if error is not None:
         raise error
-
-
-def trace_config() -> aiohttp.TraceConfig:
-    """Times new upstream connections into the attempt's ``PhaseClock`` (passed as ``trace_request_ctx``)."""
-    config = aiohttp.TraceConfig()
-
-    async def start(session: aiohttp.ClientSession, ctx: SimpleNamespace,
-                    params: aiohttp.TraceConnectionCreateStartParams) -> None:
-        ctx.connect_started = monotonic()
-
-    async def end(session: aiohttp.ClientSession, ctx: SimpleNamespace,
-                  params: aiohttp.TraceConnectionCreateEndParams) -> None:
-        clock = ctx.trace_request_ctx
-        if isinstance(clock, PhaseClock):
-            clock.connect_s = monotonic() - getattr(ctx, "connect_started", monotonic())
-
-    config.on_connection_create_start.append(start)
-    config.on_connection_create_end.append(end)
-    return config

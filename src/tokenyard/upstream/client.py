@@ -30,9 +30,8 @@ class _ModelList(msgspec.Struct):
 class UpstreamClient:
     """Sends requests to upstream endpoints over a shared keep-alive connection pool."""
 
-    def __init__(self, timeouts: TimeoutsConfig, trace_configs: list[aiohttp.TraceConfig] | None = None) -> None:
+    def __init__(self, timeouts: TimeoutsConfig) -> None:
         self.timeouts = timeouts
-        self.trace_configs = trace_configs
         self._session: aiohttp.ClientSession | None = None
         self.h1 = H1Client(timeouts.connect_ms / 1000.0)
 
@@ -45,7 +44,6 @@ class UpstreamClient:
             timeout=aiohttp.ClientTimeout(total=None, connect=connect_s, sock_connect=connect_s, sock_read=None),
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
-            trace_configs=self.trace_configs,
         )
 
     async def close(self) -> None:
