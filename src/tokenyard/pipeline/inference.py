@@ -196,8 +196,8 @@ class InferenceStep:
 
     async def _admit(self, ticket_for: Callable[[], AdmissionTicket]) -> Lease:
         """Admission as the gateway does it; a pipeline event that is shed (429) or times out in the class queue
-        (503) waits ``Retry-After`` and asks again in place (backpressure, not a failed attempt) until its own
-        deadline passes."""
+        (503) asks again in place (backpressure, not a failed attempt) until its own deadline passes: when a slot
+        of the pool is released or the saturation signal is refreshed, at the latest after ``Retry-After``."""
         controller = self.traffic.admission
         assert controller is not None
         while True:
@@ -214,7 +214,8 @@ class InferenceStep:
                 wait = float(exc.retry_after_s or 1)
                 if ticket.deadline_s is not None:
                     wait = min(wait, ticket.deadline_s)
-                await asyncio.sleep(min(wait, MAX_ADMISSION_WAIT_S))
+                # Ask again when a slot frees or the load signal is refreshed, at the latest after Retry-After.
+                await controller.wait_to_retry(ticket.pool, min(wait, MAX_ADMISSION_WAIT_S))
 
     @staticmethod
     def _consume(lines: bytes, progress: Progress) -> bool:

@@ -17,7 +17,7 @@ import asyncio
 import math
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -94,6 +94,8 @@ class _Pool:
     waiters: dict[str, _Waiter] = field(default_factory=dict)
     timer: asyncio.TimerHandle | None = None
     timer_at: float | None = None
+    # Callers refused here that will ask again (``wait_to_retry``): woken by a released slot or a fresh signal.
+    retry_waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
     @property
     def capacity(self) -> int:
@@ -460,6 +462,38 @@ class AdmissionController:
     def _release(self, pool: _Pool) -> None:
         pool.inflight = max(0, pool.inflight - 1)
         self._pump(pool, from_release=True)
+        waiters = pool.retry_waiters
+        while waiters:  # one refused caller per freed slot asks again
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    async def wait_to_retry(self, pool: str, timeout_s: float) -> None:
+        """For a caller that was refused (429/503) and will ask again — a pipeline event, whose answer to
+        shedding is backpressure, not failure: return when asking again may succeed (a slot of ``pool`` was
+        released, or the saturation signal was refreshed: ``signal_refreshed``), at the latest after
+        ``timeout_s`` (the refusal's ``Retry-After``). Waiting a fixed ``Retry-After`` in lockstep instead left
+        the backend idle for whole seconds after a burst once the signal had long cleared."""
+        state = self._pool(pool)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.retry_waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await waiter
+        except TimeoutError:
+            pass
+        finally:
+            if not waiter.done():
+                waiter.cancel()  # left in the queue; skipped when reached
+
+    def signal_refreshed(self) -> None:
+        """The saturation signal has new data (a scrape round): every refused caller may ask again."""
+        for pool in self._pools.values():
+            waiters, pool.retry_waiters = pool.retry_waiters, deque()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _abandon(self, pool: _Pool, ticket: AdmissionTicket, future: asyncio.Future[Lease]) -> None:
         """The waiter was cancelled: leave the queue, or give back a lease it never received."""

@@ -169,5 +169,7 @@ class TrafficControl:
             await asyncio.sleep(interval_s)
             try:
                 self.feedback()
+                if self.admission is not None:
+                    self.admission.signal_refreshed()  # refused callers waiting to retry: the signal moved
             except Exception:  # a bug here must not stop the loop that keeps the signals fresh
                 log.exception("traffic feedback failed")
