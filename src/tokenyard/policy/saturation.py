@@ -52,6 +52,32 @@ class ScrapedLoad:
     scraped_at: float | None
 
 
+class SustainedQueue:
+    """The scraped queue that counts as saturation: ``min(waiting)`` of an endpoint's last two samples.
+
+    A scrape is a point sample, and a model server lists requests that arrived since its last engine step as
+    waiting until the next step schedules them (vLLM does; so does the simulator). A burst that has just
+    arrived therefore reads as a queue of its size even when every one of them is about to run, and the
+    sheddable tier, shed with probability 1 above saturation ~0.32, was refused for a whole scrape interval
+    after every such sample while the backend sat idle. A real queue persists from one scrape to the next; a
+    burst in transit does not. Kept per endpoint; ``kv_usage`` (a level, not an arrival count) passes as is.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[LoadSample | None, LoadSample, ScrapedLoad]] = {}
+
+    def sample(self, endpoint: str, latest: LoadSample) -> ScrapedLoad:
+        """The saturation input for ``endpoint`` given its newest scraped sample."""
+        seen = self._seen.get(endpoint)
+        if seen is not None and seen[1] is latest:
+            return seen[2]  # the same scrape as last time: computed once per scrape, not per request
+        previous = seen[1] if seen is not None else None
+        waiting = latest.waiting if previous is None else min(latest.waiting, previous.waiting)
+        derived = ScrapedLoad(waiting, latest.kv_usage, latest.scraped_at)
+        self._seen[endpoint] = (previous, latest, derived)
+        return derived
+
+
 @dataclass(frozen=True)
 class InstantLoad:
     """The gateway's own view of one endpoint; capacities of None disable that part of the signal."""

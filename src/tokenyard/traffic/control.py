@@ -21,7 +21,7 @@ from tokenyard.config import GatewayConfig
 from tokenyard.config.admission import AdmissionConfig, DegradationConfig
 from tokenyard.policy.adaptive_limit import AdaptiveLimitSettings
 from tokenyard.policy.degradation import DegradationSettings
-from tokenyard.policy.saturation import LoadSample, SaturationSettings, ScrapedLoad
+from tokenyard.policy.saturation import LoadSample, SaturationSettings, ScrapedLoad, SustainedQueue
 from tokenyard.telemetry.metrics import GatewayMetrics
 from tokenyard.traffic.admission import AdmissionController, AdmissionSettings
 from tokenyard.traffic.admission_setup import rate_limiter_for, shed_tiers
@@ -101,6 +101,7 @@ class TrafficControl:
                 metrics.queue_depth.labels(klass).set_function(self._depth_reader(self.admission, klass))
         self._queue_wait = {klass: metrics.queue_wait.labels(klass) for klass in config.classes}
         self._scraper: LoadScraper | None = None
+        self._sustained = SustainedQueue()
         self._task: asyncio.Task[None] | None = None
 
     @staticmethod
@@ -112,7 +113,9 @@ class TrafficControl:
         scraping off) has no scraped signal: a fresh zero, so only the instant signal counts for it (fail open).
         One that answered before and then went quiet turns stale and counts as saturated (fail closed)."""
         sample = self._scraper.latest(endpoint) if self._scraper is not None else None
-        return sample if sample is not None else ScrapedLoad(0.0, 0.0, self._clock())
+        if sample is None:
+            return ScrapedLoad(0.0, 0.0, self._clock())
+        return self._sustained.sample(endpoint, sample)  # a burst in transit is not a queue (SustainedQueue)
 
     def _on_event(self, event: AdmissionEvent) -> None:
         if event.kind == DISPATCHED or event.queue_wait_s > 0:

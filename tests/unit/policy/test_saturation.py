@@ -8,6 +8,7 @@ from tokenyard.policy.saturation import (
     InstantLoad,
     SaturationSettings,
     ScrapedLoad,
+    SustainedQueue,
     endpoint_saturation,
     pool_saturation,
 )
@@ -49,3 +50,18 @@ def test_pool_saturation(values: list[float], expected: float) -> None:
 
 def test_empty_pool_can_fail_open() -> None:
     assert pool_saturation([], SaturationSettings(empty_pool_value=0.0)) == 0.0
+
+
+def test_a_queue_counts_only_when_two_scrapes_in_a_row_see_it() -> None:
+    sustained = SustainedQueue()
+    burst = ScrapedLoad(waiting=64, kv_usage=0.1, scraped_at=1.0)
+    assert sustained.sample("a", burst).waiting == 64  # the first sample: nothing to compare with
+    gone = ScrapedLoad(waiting=0, kv_usage=0.2, scraped_at=1.5)
+    assert sustained.sample("a", gone).waiting == 0
+    arrived = ScrapedLoad(waiting=64, kv_usage=0.3, scraped_at=2.0)  # a burst in transit between steps
+    derived = sustained.sample("a", arrived)
+    assert derived.waiting == 0 and derived.kv_usage == 0.3 and derived.scraped_at == 2.0
+    assert sustained.sample("a", arrived) is derived  # the same scrape: computed once
+    still = ScrapedLoad(waiting=40, kv_usage=0.3, scraped_at=2.5)  # a real queue persists
+    assert sustained.sample("a", still).waiting == 40
+    assert sustained.sample("b", arrived).waiting == 64  # per endpoint
