@@ -5,14 +5,17 @@ through ``tokenyard serve``, all in one run. Each server is its own process; the
 
 Measures (targets from issue 3), in five interleaved rounds (direct, proxy, tokenyard, direct, ...) so that a
 noisy stretch of the machine hits every path alike: added latency p50/p99 at concurrency 1 (non-streaming, 16
-tokens), throughput at concurrency 64, added TTFT p50 for streams at concurrency 1, and the gateway's RSS while
-holding N concurrent streams (a separate slow simulator keeps them open). Prints a markdown table.
+tokens), throughput at concurrency 64, added TTFT p50 for streams at concurrency 1, the CPU time per request of
+the process answering each path at concurrency 1 (the simulator itself for ``direct``: the figure that stays
+comparable when other work shares the cores), and the gateway's RSS while holding N concurrent streams (a
+separate slow simulator keeps them open). Prints a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -143,6 +146,12 @@ async def hold_streams(url: str, n: int, gateway: Child) -> tuple[int, int, floa
     return started, most_open, peak
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
 
@@ -162,6 +171,9 @@ async def overhead(args: argparse.Namespace, py: str) -> None:
         targets["proxy"] = Child([py, __file__, "--proxy", sim.url])
         targets["tokenyard"] = Child([py, "-m", "tokenyard", "serve", "--upstream", sim.url, "--port", "0"])
         urls = {"direct": sim.url, "proxy": targets["proxy"].url, "tokenyard": targets["tokenyard"].url}
+        # CPU seconds of the process answering each path (the simulator for direct): robust where latency is not.
+        pids = {"direct": sim.proc.pid, "proxy": targets["proxy"].proc.pid,
+                "tokenyard": targets["tokenyard"].proc.pid}
         rows: dict[str, dict[str, float]] = {}
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             for url in urls.values():  # warm-up
@@ -172,26 +184,30 @@ async def overhead(args: argparse.Namespace, py: str) -> None:
             ttft: dict[str, list[float]] = {name: [] for name in urls}
             done: dict[str, int] = dict.fromkeys(urls, 0)
             spent: dict[str, float] = dict.fromkeys(urls, 0.0)
+            cpu: dict[str, float] = dict.fromkeys(urls, 0.0)
             for _ in range(ROUNDS):
                 for name, url in urls.items():
+                    before = cpu_s(pids[name])
                     lat[name] += await latencies(session, url, args.requests // ROUNDS, False)
+                    cpu[name] += cpu_s(pids[name]) - before
                     ttft[name] += await latencies(session, url, args.requests // 2 // ROUNDS, True)
                     answers, took = await throughput(session, url, 64, args.seconds / ROUNDS)
                     done[name] += answers
                     spent[name] += took
             for name in urls:
                 rows[name] = {"p50": pct(lat[name], 50), "p99": pct(lat[name], 99), "ttft50": pct(ttft[name], 50),
-                              "rps": done[name] / spent[name]}
+                              "rps": done[name] / spent[name],
+                              "cpu_ms": 1000 * cpu[name] / (args.requests // ROUNDS * ROUNDS)}
                 print(f"  {name}: {rows[name]}", file=sys.stderr)
     finally:
         for child in targets.values():
             child.stop()
         sim.stop()
     d, p, t = rows["direct"], rows["proxy"], rows["tokenyard"]
-    print("| path | p50 ms (c=1) | p99 ms (c=1) | stream TTFT p50 ms | req/s (c=64) |")
-    print("|---|---|---|---|---|")
+    print("| path | p50 ms (c=1) | p99 ms (c=1) | stream TTFT p50 ms | req/s (c=64) | CPU ms/request (c=1) |")
+    print("|---|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['ttft50']:.2f} | {r['rps']:.0f} |")
+        print(f"| {name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['ttft50']:.2f} | {r['rps']:.0f} | {r['cpu_ms']:.2f} |")
     print()
     print(f"tokenyard added p50 {t['p50'] - d['p50']:.2f} ms, p99 {t['p99'] - d['p99']:.2f} ms, "
           f"TTFT p50 {t['ttft50'] - d['ttft50']:.2f} ms; throughput {100 * t['rps'] / p['rps']:.0f}% of the proxy "
