@@ -1,7 +1,7 @@
 """Gateway overhead: direct to the ``fast`` simulator, through a minimal aiohttp pass-through proxy, and
 through ``tokenyard serve``, all in one run. Each server is its own process; the load generator is this one.
 
-    python benchmarks/gateway_overhead.py [--requests 2000] [--seconds 10] [--streams 5000]
+    python benchmarks/gateway_overhead.py [--requests 2000] [--seconds 10] [--streams 5000] [--baseline DIR]
 
 Measures (targets from issue 3), in five interleaved rounds (direct, proxy, tokenyard, direct, ...) so that a
 noisy stretch of the machine hits every path alike: added latency p50/p99 at concurrency 1 (non-streaming, 16
@@ -170,10 +170,12 @@ async def overhead(args: argparse.Namespace, py: str) -> None:
     try:  # every child started so far is stopped, whatever fails
         targets["proxy"] = Child([py, __file__, "--proxy", sim.url])
         targets["tokenyard"] = Child([py, "-m", "tokenyard", "serve", "--upstream", sim.url, "--port", "0"])
-        urls = {"direct": sim.url, "proxy": targets["proxy"].url, "tokenyard": targets["tokenyard"].url}
+        if args.baseline:  # another checkout's gateway (its src/), measured in the same interleaved rounds
+            targets["baseline"] = Child(["env", f"PYTHONPATH={Path(args.baseline).resolve() / 'src'}", py, "-m",
+                                         "tokenyard", "serve", "--upstream", sim.url, "--port", "0"])
+        urls = {"direct": sim.url, **{name: child.url for name, child in targets.items()}}
         # CPU seconds of the process answering each path (the simulator for direct): robust where latency is not.
-        pids = {"direct": sim.proc.pid, "proxy": targets["proxy"].proc.pid,
-                "tokenyard": targets["tokenyard"].proc.pid}
+        pids = {"direct": sim.proc.pid, **{name: child.proc.pid for name, child in targets.items()}}
         rows: dict[str, dict[str, float]] = {}
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             for url in urls.values():  # warm-up
@@ -212,6 +214,11 @@ async def overhead(args: argparse.Namespace, py: str) -> None:
     print(f"tokenyard added p50 {t['p50'] - d['p50']:.2f} ms, p99 {t['p99'] - d['p99']:.2f} ms, "
           f"TTFT p50 {t['ttft50'] - d['ttft50']:.2f} ms; throughput {100 * t['rps'] / p['rps']:.0f}% of the proxy "
           f"(proxy added p50 {p['p50'] - d['p50']:.2f} ms)")
+    if "baseline" in rows:
+        b = rows["baseline"]
+        print(f"baseline added p50 {b['p50'] - d['p50']:.2f} ms, p99 {b['p99'] - d['p99']:.2f} ms, "
+              f"TTFT p50 {b['ttft50'] - d['ttft50']:.2f} ms; throughput {100 * b['rps'] / p['rps']:.0f}% of the proxy; "
+              f"CPU per request {b['cpu_ms']:.2f} ms (tokenyard {t['cpu_ms']:.2f} ms)")
 
 
 async def streams(args: argparse.Namespace, py: str) -> None:
@@ -248,6 +255,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--streams", type=int, default=5000)
     parser.add_argument("--only-streams", action="store_true", help="skip the latency and throughput runs")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="also measure the gateway of another checkout (e.g. a git worktree of an older commit)")
     args = parser.parse_args()
     if args.proxy:
         runtime.run(_proxy_main(args.proxy))
