@@ -165,21 +165,7 @@ class FairQueue:
         because its budget is short."""
         if entry_id in self._entries:
             raise ValueError(f"duplicate queue entry {entry_id!r}")
-        if weight <= 0:
-            raise ValueError("weight must be positive")
-        entry = QueueEntry(
-            entry_id=entry_id,
-            tenant=tenant,
-            klass=klass,
-            band=band,
-            cost=cost,
-            enqueued_at=now,
-            expires_at=now + max(0.0, ttl_s),
-            deadline=deadline,
-            weight=weight,
-            seq=next(self._seq),
-            original_band=band,
-        )
+        entry = self._new_entry(entry_id, tenant, klass, band, cost, now, ttl_s, deadline, weight)
         self._entries[entry_id] = entry
         self._depth[klass] = self._depth.get(klass, 0) + 1
         heapq.heappush(self._expiry, (entry.expires_at, entry.seq, entry))
@@ -189,6 +175,14 @@ class FairQueue:
             heapq.heappush(self._aging, (now + fraction * max(0.0, base), entry.seq, entry))
         self._place(entry)
         return entry
+
+    def _new_entry(self, entry_id: str, tenant: str, klass: str, band: int, cost: float, now: float, ttl_s: float,
+                   deadline: float | None, weight: float) -> QueueEntry:
+        if weight <= 0:
+            raise ValueError("weight must be positive")
+        return QueueEntry(entry_id=entry_id, tenant=tenant, klass=klass, band=band, cost=cost, enqueued_at=now,
+                          expires_at=now + max(0.0, ttl_s), deadline=deadline, weight=weight, seq=next(self._seq),
+                          original_band=band)
 
     def dispatch_now(
         self,
@@ -210,21 +204,7 @@ class FairQueue:
         queue is not empty (then another entry may be due first: use ``push``/``pop``)."""
         if self._entries:
             raise ValueError("dispatch_now needs an empty queue")
-        if weight <= 0:
-            raise ValueError("weight must be positive")
-        entry = QueueEntry(
-            entry_id=entry_id,
-            tenant=tenant,
-            klass=klass,
-            band=band,
-            cost=cost,
-            enqueued_at=now,
-            expires_at=now + max(0.0, ttl_s),
-            deadline=deadline,
-            weight=weight,
-            seq=next(self._seq),
-            original_band=band,
-        )
+        entry = self._new_entry(entry_id, tenant, klass, band, cost, now, ttl_s, deadline, weight)
         entry.alive = False
         self._debts.pop((band, tenant), None)
         return entry

@@ -21,7 +21,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 from tokenyard.policy.adaptive_limit import AdaptiveLimit, AdaptiveLimitSettings
 from tokenyard.policy.deadline import DeadlineSettings, TtftPredictor
@@ -80,6 +80,17 @@ class _Waiter:
     future: asyncio.Future[Lease]
     budget_at: float  # absolute time by which the first token should arrive
     client_bound: bool  # the client's deadline (not the class TTL) ends the queue wait
+
+
+class _EntryFields(TypedDict):
+    tenant: str
+    klass: str
+    band: int
+    cost: float
+    now: float
+    ttl_s: float
+    deadline: float | None
+    weight: float
 
 
 @dataclass
@@ -224,22 +235,25 @@ class AdmissionController:
         self._check_shedding(pool, ticket)
         arrival = now if ticket.arrival is None else ticket.arrival
         budget_s, _client_bound = self._budget(ticket)
-        entry = pool.queue.dispatch_now(
-            ticket.request_id,
+        entry = pool.queue.dispatch_now(ticket.request_id, **self._entry_fields(ticket, now, arrival, budget_s))
+        pool.predictor.observe_dispatch(now, backlogged=False)
+        pool.inflight += 1
+        self._emit(AdmissionEvent(DISPATCHED, ticket.request_id, ticket.klass, pool.name, DISPATCHED, 0.0, None))
+        return Lease(self, pool, entry, ticket, 0.0)
+
+    def _entry_fields(self, ticket: AdmissionTicket, now: float, arrival: float, budget_s: float) -> _EntryFields:
+        """The queue entry of ``ticket``, whether it waits (``push``) or is served on arrival (``dispatch_now``)."""
+        return _EntryFields(
             tenant=ticket.tenant,
             klass=ticket.klass,
             band=ticket.priority,
             cost=request_cost(ticket.prompt_tokens, ticket.max_tokens,
                               output_weight=self.settings.output_weight, output_cap=self.settings.output_cap),
             now=now,
-            ttl_s=max(0.0, arrival + budget_s - now),
+            ttl_s=max(0.0, arrival + budget_s - now),  # past its budget a request is not worth serving
             deadline=arrival + ticket.deadline_s if ticket.deadline_s is not None else None,
             weight=ticket.weight,
         )
-        pool.predictor.observe_dispatch(now, backlogged=False)
-        pool.inflight += 1
-        self._emit(AdmissionEvent(DISPATCHED, ticket.request_id, ticket.klass, pool.name, DISPATCHED, 0.0, None))
-        return Lease(self, pool, entry, ticket, 0.0)
 
     async def admit(self, ticket: AdmissionTicket) -> Lease:
         """Wait for a slot; return its lease, or raise ``Rejected``. Cancellation-safe."""
@@ -257,19 +271,8 @@ class AdmissionController:
         arrival = now if ticket.arrival is None else ticket.arrival
         budget_s, client_bound = self._budget(ticket)
         self._check_deadline(pool, ticket, budget_s - (now - arrival))
-        entry = pool.queue.push(
-            ticket.request_id,
-            tenant=ticket.tenant,
-            klass=ticket.klass,
-            band=ticket.priority,
-            cost=request_cost(ticket.prompt_tokens, ticket.max_tokens,
-                              output_weight=self.settings.output_weight, output_cap=self.settings.output_cap),
-            now=now,
-            ttl_s=max(0.0, arrival + budget_s - now),  # past its budget a request is not worth serving
-            deadline=arrival + ticket.deadline_s if ticket.deadline_s is not None else None,
-            weight=ticket.weight,
-            aging_base_s=ticket.queue_timeout_s,
-        )
+        entry = pool.queue.push(ticket.request_id, **self._entry_fields(ticket, now, arrival, budget_s),
+                                aging_base_s=ticket.queue_timeout_s)
         future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
         pool.waiters[ticket.request_id] = _Waiter(ticket, entry, future, arrival + budget_s, client_bound)
         self._pump(pool, from_release=False)
