@@ -36,17 +36,15 @@ class H1Response:
     reused: how an abort reaches the model server).
     """
 
-    __slots__ = ("_body", "_conn", "connect_s", "content", "headers", "reused", "status")
+    __slots__ = ("_body", "_conn", "connect_s", "content", "headers", "status")
 
-    def __init__(self, conn: H1Connection, status: int, headers: CIMultiDictProxy[str], content: BodyStream,
-                 connect_s: float, reused: bool) -> None:
+    def __init__(self, conn: H1Connection, status: int, headers: CIMultiDictProxy[str], content: BodyStream) -> None:
         self._conn = conn
         self._body: bytes | None = None
         self.status = status
         self.headers = headers
         self.content = content
-        self.connect_s = connect_s
-        self.reused = reused
+        self.connect_s = 0.0  # set by the pool when this request opened the connection
 
     def tcp_sample(self) -> tuple[TcpInfo | None, int]:
         """The connection's ``TCP_INFO`` now, and the segments retransmitted since the previous sample on this
@@ -107,8 +105,6 @@ class H1Connection(asyncio.Protocol):
         self._body: BodyStream | None = None
         self._message_done = True
         self._eof_framed = False  # the body ends with the connection (no length, not chunked)
-        self._connect_s = 0.0
-        self._reused = False
         self.response: H1Response | None = None  # the answer being read (None when idle)
         self.keep_alive = False
         self.lost = False
@@ -116,7 +112,7 @@ class H1Connection(asyncio.Protocol):
 
     # ----- driving a request -----
 
-    def send(self, data: bytes, connect_s: float, reused: bool) -> asyncio.Future[H1Response]:
+    def send(self, data: bytes) -> asyncio.Future[H1Response]:
         """Write one whole request; the future resolves when the response head is in."""
         assert self.transport is not None and self._message_done
         self._message_done = False
@@ -124,8 +120,6 @@ class H1Connection(asyncio.Protocol):
         self._body = None
         self._eof_framed = False
         self.keep_alive = False
-        self._connect_s = connect_s
-        self._reused = reused
         self._head = asyncio.get_running_loop().create_future()
         self.transport.write(data)
         return self._head
@@ -192,12 +186,12 @@ class H1Connection(asyncio.Protocol):
             return
         headers: CIMultiDict[str] = CIMultiDict(self._header_list)
         transport = self.transport
-        body = BodyStream(transport.pause_reading if transport else _nothing,
-                          transport.resume_reading if transport else _nothing)
+        assert transport is not None  # parser callbacks run inside data_received
+        body = BodyStream(transport.pause_reading, transport.resume_reading)
         self._body = body
         self._eof_framed = ("Content-Length" not in headers and "Transfer-Encoding" not in headers
-                            and status not in _NO_BODY_STATUSES and status >= 200)
-        response = H1Response(self, status, CIMultiDictProxy(headers), body, self._connect_s, self._reused)
+                            and status not in _NO_BODY_STATUSES)
+        response = H1Response(self, status, CIMultiDictProxy(headers), body)
         self.response = response
         head = self._head
         if head is not None and not head.done():
@@ -213,7 +207,3 @@ class H1Connection(asyncio.Protocol):
         self._message_done = True
         self.keep_alive = self._parser.should_keep_alive() and not self._eof_framed
         self._body.feed_eof()
-
-
-def _nothing() -> None:
-    return None

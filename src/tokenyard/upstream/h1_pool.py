@@ -62,7 +62,6 @@ class H1Client:
         head = _request_head(target, len(body), headers)
         conn = self._take_idle(target.origin)
         connect_s = 0.0
-        reused = conn is not None
         if conn is None:
             started = monotonic()
             conn = await self._connect(target.origin)
@@ -70,12 +69,14 @@ class H1Client:
         self._busy.add(conn)
         try:
             if len(body) < _COPY_LIMIT:
-                answered = conn.send(head + body, connect_s, reused)
+                answered = conn.send(head + body)
             else:  # two writes instead of one concatenation: no copy of a large body
-                answered = conn.send(head, connect_s, reused)
+                answered = conn.send(head)
                 assert conn.transport is not None
                 conn.transport.write(body)
-            return await answered
+            response = await answered
+            response.connect_s = connect_s
+            return response
         except BaseException:
             conn.response = None
             conn.close()
