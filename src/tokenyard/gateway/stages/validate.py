@@ -1,4 +1,8 @@
-"""Validation before any upstream work: body size, then the OpenAI schema of the operation."""
+"""Validation before any upstream work: the OpenAI schema of the operation.
+
+The body size and the time to receive it were enforced by the body reader (``auth.body_reader``), which runs
+before this stage on every request: here the body is already in memory.
+"""
 
 from __future__ import annotations
 
@@ -25,19 +29,9 @@ PARSERS: dict[str, Callable[[bytes, LimitsConfig | None], ParsedRequest]] = {
 
 def validate_stage(gw: Gateway) -> Stage:
     limits = gw.config.limits
-    max_body = limits.max_body_bytes
 
     async def validate(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
-        request = ctx.request
-        length = request.content_length
-        if length is not None and length > max_body:
-            raise GatewayError(413, f"request body of {length} bytes exceeds the limit of {max_body} bytes",
-                               "request_too_large")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge as exc:
-            raise GatewayError(413, f"request body exceeds the limit of {max_body} bytes",
-                               "request_too_large") from exc
+        body = await ctx.request.read()  # received whole by the body reader: returned from memory
         try:
             ctx.parsed = PARSERS[ctx.operation](body, limits)
         except RequestInvalid as exc:
