@@ -15,7 +15,7 @@ from aiohttp import web
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage, pass_through
-from tokenyard.gateway.stages.ratelimit import estimated_tokens
+from tokenyard.gateway.stages.ratelimit import estimated_tokens, tokens_used
 from tokenyard.traffic.distributed import STATE_DOWN
 from tokenyard.traffic.ratelimit import RateTicket
 
@@ -46,12 +46,6 @@ def global_limit_stage(gw: Gateway) -> Stage:
         try:
             return await call_next(ctx)
         finally:
-            if not ctx.backend:
-                used = 0
-            elif ctx.prompt_tokens:
-                used = ctx.prompt_tokens + ctx.completion_tokens
-            else:
-                used = (ctx.parsed.prompt_tokens_estimate if ctx.parsed else 0) + ctx.completion_tokens
-            await limiter.settle(ticket, holder, used)
+            await limiter.settle(ticket, holder, tokens_used(ctx))
 
     return global_limit

@@ -33,6 +33,16 @@ def estimated_tokens(ctx: RequestContext) -> int:
     return parsed.prompt_tokens_estimate + output * max(1, parsed.n)
 
 
+def tokens_used(ctx: RequestContext) -> int:
+    """The tokens a finished request is charged, replacing its estimate in the token limits."""
+    if not ctx.backend:
+        return 0  # never reached a backend (shed, expired, rejected, gone while queued): full refund
+    if ctx.prompt_tokens:
+        return ctx.prompt_tokens + ctx.completion_tokens
+    # No usage reported (aborted): the prompt estimate plus what was relayed.
+    return (ctx.parsed.prompt_tokens_estimate if ctx.parsed else 0) + ctx.completion_tokens
+
+
 def ratelimit_stage(gw: Gateway) -> Stage:
     limiter = gw.traffic.limiter
     if not limiter.enabled:
@@ -53,13 +63,7 @@ def ratelimit_stage(gw: Gateway) -> Stage:
         try:
             return await call_next(ctx)
         finally:
-            if not ctx.backend:
-                used = 0  # never reached a backend (shed, expired, rejected, gone while queued): full refund
-            elif ctx.prompt_tokens:
-                used = ctx.prompt_tokens + ctx.completion_tokens
-            else:  # no usage reported (aborted): the prompt estimate plus what was relayed
-                used = (ctx.parsed.prompt_tokens_estimate if ctx.parsed else 0) + ctx.completion_tokens
-            limiter.reconcile(ticket, used)
+            limiter.reconcile(ticket, tokens_used(ctx))
             limiter.release(ticket)
 
     return ratelimit
