@@ -1,12 +1,48 @@
-"""Child processes for the benchmarks: servers that print ``... listening on http://HOST:PORT``, ended by PID."""
+"""Child processes for the benchmarks: servers that print ``... listening on http://HOST:PORT`` (``Child``), a
+throwaway redis-server (``start_redis``), a free loopback port, and a process's CPU time so far; all ended by PID."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_redis(port: int, workdir: str) -> subprocess.Popen[bytes]:
+    """A redis-server on 127.0.0.1:``port`` without persistence, once it accepts connections (SystemExit when
+    redis-server is missing or does not start within 10 s)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.terminate()
+    proc.wait(10)
+    raise SystemExit("redis-server did not start")
 
 
 class Child:

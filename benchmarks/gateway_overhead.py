@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from children import Child  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
+from children import Child, cpu_s  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
 
 from tokenyard import runtime
 
@@ -144,12 +143,6 @@ async def hold_streams(url: str, n: int, gateway: Child) -> tuple[int, int, floa
         if errors:
             print(f"  {len(errors)} stream errors, e.g. {errors[0]!r}", file=sys.stderr)
     return started, most_open, peak
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: int) -> float:

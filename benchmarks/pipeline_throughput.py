@@ -24,9 +24,7 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from children import cpu_s, free_port, start_redis  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
 
 from tokenyard.pipeline.event import encode_event
 from tokenyard.pipeline.eventlog import EventLog, open_event_log
@@ -45,29 +44,6 @@ from tokenyard.pipeline.spec import parse_spec
 from tokenyard.runtime import run
 
 LIMIT_S = 120.0  # every phase ends by then, whatever happens
-
-
-def _cpu_s(pid: int) -> float:
-    """utime + stime of a process so far (``/proc/PID/stat``), in seconds."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_redis(port: int, workdir: str) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
-    return proc
 
 
 def _start_sim() -> tuple[subprocess.Popen[bytes], str]:
@@ -128,11 +104,11 @@ async def throughput(log_url: str, sim_url: str, sim_pid: int, n: int, name: str
     log = open_event_log(log_url)
     try:
         await _produce(log, spec.source.stream, n, "t")
-        started, cpu, sim_cpu = time.monotonic(), _cpu_s(os.getpid()), _cpu_s(sim_pid)
+        started, cpu, sim_cpu = time.monotonic(), cpu_s(os.getpid()), cpu_s(sim_pid)
         async with running_pipeline(spec):
             await _wait_drained(log, spec.source.stream, f"{name}:results", n)
             elapsed = time.monotonic() - started
-            cpu, sim_cpu = _cpu_s(os.getpid()) - cpu, _cpu_s(sim_pid) - sim_cpu
+            cpu, sim_cpu = cpu_s(os.getpid()) - cpu, cpu_s(sim_pid) - sim_cpu
         return {"events": n, "seconds": round(elapsed, 2), "events_per_s": round(n / elapsed),
                 "worker_cpu_ms_per_event": round(cpu / n * 1000, 3),
                 "simulator_cpu_ms_per_event": round(sim_cpu / n * 1000, 3)}
@@ -221,8 +197,8 @@ async def recovery(log_url: str, sim_url: str, n: int, claim_idle_ms: int, workd
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     tune_worker_gc()  # the worker runs in this process: set up as `tokenyard pipeline run` sets up its own
     with tempfile.TemporaryDirectory() as workdir:
-        port = _free_port()
-        redis_proc = _start_redis(port, workdir)
+        port = free_port()
+        redis_proc = start_redis(port, workdir)
         sim_proc, sim_url = _start_sim()
         redis_url = f"redis://127.0.0.1:{port}/0"
         sqlite_url = f"sqlite://{workdir}/bench.db"

@@ -15,15 +15,13 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import aiohttp
-from children import Child  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
+from children import Child, free_port, start_redis  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
 
 PATIENT = {"start_timeout_s": 60.0, "stop_timeout_s": 15.0}  # workers and Redis take longer to come and go
 
@@ -68,12 +66,6 @@ def workers_rows(seconds: float, concurrency: int) -> list[tuple[str, str]]:
     return rows
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def abort_latencies(redis_url: str, trials: int) -> list[float]:
     from contextlib import AsyncExitStack
 
@@ -107,15 +99,12 @@ async def abort_latencies(redis_url: str, trials: int) -> list[float]:
 
 
 def abort_rows(trials: int) -> list[tuple[str, str]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         return [("cross-replica abort", "skipped: no redis-server")]
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
-        redis = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir],
-                                 stdout=subprocess.DEVNULL)
+        redis = start_redis(port, workdir)
         try:
-            time.sleep(0.5)
             from tokenyard import runtime
 
             lat = sorted(runtime.run(abort_latencies(f"redis://127.0.0.1:{port}/0", trials)))

@@ -11,40 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from children import free_port, start_redis  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
+
 from tokenyard.pipeline.eventlog import EventLog, open_event_log
 from tokenyard.runtime import run
 from tokenyard.state import SharedState, open_state
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_redis(port: int, workdir: str) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.terminate()
-    raise SystemExit("redis-server did not start")
 
 
 async def _measure(ops: int, concurrency: int, op: Callable[[int], Awaitable[object]]) -> float:
@@ -95,9 +71,9 @@ async def _log_rows(name: str, log: EventLog, ops: int, concurrency: int) -> lis
 
 
 async def main(ops: int, concurrency: int) -> None:
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
-        proc = _start_redis(port, workdir)
+        proc = start_redis(port, workdir)
         try:
             url = f"redis://127.0.0.1:{port}/0"
             print("| backend | operation | us/op sequential | ops/s sequential | ops/s concurrent |")
