@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from tokenyard.config import KeyConfig, ModelConfig, TenantConfig
     from tokenyard.schema import ParsedRequest
     from tokenyard.telemetry.tracing import RequestTrace
+    from tokenyard.traffic.router import Attempt
     from tokenyard.upstream.pools import Pool
 
 # The API operations the gateway relays, by path.
@@ -32,6 +33,7 @@ class RequestContext:
     __slots__ = (
         "abort_reason",
         "abort_started",
+        "attempt",
         "backend",
         "body",
         "completion_tokens",
@@ -63,7 +65,7 @@ class RequestContext:
         "upstream_model",
     )
 
-    def __init__(self, request: web.Request, operation: str, started: float) -> None:
+    def __init__(self, request: web.BaseRequest, operation: str, started: float) -> None:
         self.request = request
         self.operation = operation
         self.started = started
@@ -81,6 +83,7 @@ class RequestContext:
         self.upstream_model: str | None = None
         self.upstream_headers: dict[str, str] | None = None  # extra headers a stage wants sent upstream
         self.backend = ""
+        self.attempt: Attempt | None = None  # the upstream answer, finished after the response is written
         self.outcome = ""
         self.status = 0
         self.ttft: float | None = None

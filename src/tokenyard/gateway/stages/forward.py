@@ -90,7 +90,6 @@ def forward_terminal(gw: Gateway) -> Next:
             watchdog.stop()
             if attempt is not None:
                 attempt.response.release()
-                ctx.phases = attempt.finish(ctx.outcome, ctx.started + ctx.ttft if ctx.ttft is not None else None)
-                ctx.tcp_retransmits = attempt.clock.retransmits
+                ctx.attempt = attempt  # finished (slot, budget, latency attribution) by observe's accounting
 
     return forward

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from asyncio import get_running_loop
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -81,7 +82,17 @@ def observe_stage(gw: Gateway) -> Stage:
         finally:
             if gw.inflight.get(ctx.request_id) is ctx:
                 del gw.inflight[ctx.request_id]
-            end = monotonic()
+            # The bookkeeping runs after the response is written (aiohttp writes a returned response in this
+            # same task step; call_soon comes after it), so the client never waits for it.
+            get_running_loop().call_soon(account, ctx, monotonic())
+
+    def account(ctx: RequestContext, end: float) -> None:
+        """Metrics, access log and trace of an ended request; the upstream attempt's latency attribution."""
+        try:
+            attempt = ctx.attempt
+            if attempt is not None:
+                ctx.phases = attempt.finish(ctx.outcome, ctx.started + ctx.ttft if ctx.ttft is not None else None)
+                ctx.tcp_retransmits = attempt.clock.retransmits
             series = metrics.series(ctx.model, ctx.klass)
             series.outcomes[ctx.outcome or "error"].inc()
             series.duration.observe(end - ctx.started)
@@ -93,5 +104,7 @@ def observe_stage(gw: Gateway) -> Stage:
                 access_log.write(ctx, end)
             if ctx.trace is not None:
                 ctx.trace.end(ctx, end)
+        except Exception:
+            log.exception("accounting of request %s failed", ctx.request_id)
 
     return observe
