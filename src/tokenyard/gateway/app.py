@@ -7,7 +7,7 @@ that is how a client disconnect cancels the handler (and so closes the upstream)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from time import monotonic
 
@@ -22,12 +22,16 @@ from tokenyard.gateway.batch import add_batch_routes
 from tokenyard.gateway.client_transport import ClientTransportCounter
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
 from tokenyard.gateway.eastwest import add_eastwest_routes
+from tokenyard.gateway.native.protocol import Handler
+from tokenyard.gateway.native.site import InferenceSite
 from tokenyard.gateway.resume_routes import add_resume_routes
 from tokenyard.gateway.services import Gateway
 from tokenyard.gateway.tls import listener_scheme, listener_ssl_context, start_admin_listener
 from tokenyard.security.http_guard import install_guard
 
 GATEWAY_KEY = web.AppKey("tokenyard_gateway", Gateway)
+# The inference paths' handlers, served natively (gateway/native) on the main listener.
+NATIVE_HANDLERS_KEY = web.AppKey("tokenyard_native_handlers", Mapping[str, Handler])
 _JSON = "application/json"
 
 
@@ -42,8 +46,8 @@ def build_app(config: GatewayConfig) -> web.Application:
     chain = gw.chain
     transports = ClientTransportCounter(gw.metrics)
 
-    def operation(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def handle(request: web.Request) -> web.StreamResponse:
+    def operation(name: str) -> Handler:
+        async def handle(request: web.BaseRequest) -> web.StreamResponse:
             transports.count(request)  # protocol and TLS version of the client path
             return await chain(RequestContext(request, name, monotonic()))
 
@@ -64,9 +68,11 @@ def build_app(config: GatewayConfig) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=gw.metrics.render(), content_type="text/plain", charset="utf-8")
 
-    app.router.add_post("/v1/chat/completions", operation(CHAT))
-    app.router.add_post("/v1/completions", operation(COMPLETION))
-    app.router.add_post("/v1/embeddings", operation(EMBEDDING))
+    native = {"/v1/chat/completions": operation(CHAT), "/v1/completions": operation(COMPLETION),
+              "/v1/embeddings": operation(EMBEDDING)}
+    app[NATIVE_HANDLERS_KEY] = native
+    for path, handler in native.items():  # the same handlers behind aiohttp, for connections handed to it
+        app.router.add_post(path, handler)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -89,6 +95,15 @@ def build_app(config: GatewayConfig) -> web.Application:
     return app
 
 
+def inference_site(runner: web.AppRunner, config: GatewayConfig, host: str, port: int,
+                   reuse_port: bool | None = None) -> InferenceSite:
+    """The main listener: the inference paths served natively, the rest by the app (``gateway.native``)."""
+    return InferenceSite(runner, host, port, runner.app[NATIVE_HANDLERS_KEY],
+                         max_header_bytes=config.limits.max_header_bytes,
+                         max_body_bytes=config.limits.max_body_bytes,
+                         ssl_context=listener_ssl_context(config.listen), reuse_port=reuse_port)
+
+
 class RunningGateway:
     """A started gateway: ``base_url`` (``http://HOST:PORT``) and its ``Gateway``."""
 
@@ -107,7 +122,7 @@ async def start_gateway(config: GatewayConfig, host: str | None = None, port: in
     port = port if port is not None else config.listen.port
     runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096, ssl_context=listener_ssl_context(config.listen))
+    site = inference_site(runner, config, host, port)
     try:
         await site.start()
         admin = await start_admin_listener(runner, config)

@@ -209,7 +209,7 @@ class EastWest:
         return web.Response(status=200, body=answer, content_type=_JSON, headers={RETRIEVAL_HEADER: "skipped"})
 
     async def tool(self, ctx: RequestContext) -> web.StreamResponse:
-        name = ctx.request.match_info["name"]
+        name = ctx.request.path.rsplit("/", 1)[-1]  # /v1/tools/{name}: aiohttp matched one segment
         pool_name = self.settings.tools.get(name)
         pool = self.gw.pools[pool_name] if pool_name else self.tool_pool
         if pool is None:

@@ -142,13 +142,12 @@ async def supervise(config: GatewayConfig, workers: int) -> None:
 
 
 async def _run_worker(config: GatewayConfig, index: int, ready_fd: int) -> None:
-    from tokenyard.gateway.app import build_app
-    from tokenyard.gateway.tls import listener_ssl_context, start_admin_listener
+    from tokenyard.gateway.app import build_app, inference_site
+    from tokenyard.gateway.tls import start_admin_listener
 
     runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.listen.host, config.listen.port, backlog=4096, reuse_port=True,
-                       ssl_context=listener_ssl_context(config.listen))
+    site = inference_site(runner, config, config.listen.host, config.listen.port, reuse_port=True)
     try:
         await site.start()
         if index == 0:  # a separate admin listener (admin.listen) is served by the first worker only

@@ -206,7 +206,7 @@ class SecurityService:
             await self.state.publish(KEYS_CHANNEL, b"reload")
 
     # -- authentication -----------------------------------------------------------------------------------------
-    def authenticate(self, request: web.Request) -> Principal:
+    def authenticate(self, request: web.BaseRequest) -> Principal:
         """The caller of ``request``, or ``AuthFailure`` (401)."""
         header = request.headers.get("Authorization")
         if header is not None:
@@ -254,11 +254,11 @@ class SecurityService:
         tenant = identity.tenant if identity.tenant in self.config.tenants else ""
         return Principal(identity, KeyConfig(tenant=tenant or "", name=f"{identity.kind}:{identity.subject}"))
 
-    def audit_failure(self, request: web.Request, failure: AuthFailure, request_id: str) -> None:
+    def audit_failure(self, request: web.BaseRequest, failure: AuthFailure, request_id: str) -> None:
         self.audit.auth_failure(failure.reason, request.remote, request.path, request_id)
 
     # -- authorisation ------------------------------------------------------------------------------------------
-    def route_refusal(self, request: web.Request, principal: Principal, request_id: str) -> str | None:
+    def route_refusal(self, request: web.BaseRequest, principal: Principal, request_id: str) -> str | None:
         """None when an API key's ``routes`` allow the request's path; else the 403 message (and an audit event).
 
         Service identities have no ``routes`` of their own (the east-west policy scopes them), so they pass here.

@@ -1,0 +1,91 @@
+"""Parse one HTTP/1.1 request head and decide whether the native server may serve it.
+
+Pure: bytes in, a ``Head`` (or None: hand the connection to aiohttp) out. httptools does the parsing, so the
+same strict rules as aiohttp's own parser apply (invalid characters, smuggling tricks such as a
+``Content-Length`` next to ``Transfer-Encoding``); anything it refuses is handed over and aiohttp answers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+MAX_FIELD_BYTES = 8190  # aiohttp's per-line limit: a longer header is handed over and answered 400 there
+MAX_HEADERS = 128
+# Headers whose requests take a path through aiohttp's middlewares (batch defer, workflow tracking) or need
+# its protocol (Expect: 100-continue, upgrades, chunked bodies): such a request is handed over.
+_HAND_OFF_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"x-tokenyard-defer",
+                               b"x-tokenyard-workflow-id"))
+
+
+class Head:
+    """A request head the native server serves: path, headers, body length and keep-alive."""
+
+    __slots__ = ("content_length", "headers", "keep_alive", "path", "raw_headers")
+
+    def __init__(self, path: str, raw_headers: list[tuple[bytes, bytes]], content_length: int,
+                 keep_alive: bool) -> None:
+        self.path = path
+        self.raw_headers = tuple(raw_headers)
+        self.content_length = content_length
+        self.keep_alive = keep_alive
+        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict(
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+            for name, value in raw_headers))
+
+
+class _Collector:
+    """httptools callbacks for one head (a fresh parser per head: 1 µs, and no state carried across)."""
+
+    __slots__ = ("headers", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+
+def parse_head(head: bytes, paths: Collection[bytes], max_header_bytes: int) -> Head | None:
+    """The head (request line through the blank line) if it is a plain ``POST`` on one of ``paths``.
+
+    None means "hand it over": another method or path, HTTP/1.0, a query string, a header in
+    ``_HAND_OFF_HEADERS``, an invalid ``Content-Length``, more header bytes than ``max_header_bytes`` (counted as
+    the HTTP guard counts them), or anything httptools refuses.
+    """
+    if not head.startswith(b"POST "):
+        return None
+    collector = _Collector()
+    parser = httptools.HttpRequestParser(collector)
+    try:
+        parser.feed_data(head)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        return None
+    if collector.url not in paths or parser.get_http_version() != "1.1" or len(collector.headers) > MAX_HEADERS:
+        return None
+    length = 0
+    total = 0
+    keep_alive = True
+    for name, value in collector.headers:
+        total += len(name) + len(value) + 4
+        if len(name) + len(value) + 2 > MAX_FIELD_BYTES:
+            return None
+        lower = name.lower()
+        if lower in _HAND_OFF_HEADERS:
+            return None
+        if lower == b"content-length":
+            if not value.isdigit():  # llhttp refuses a second Content-Length itself
+                return None
+            length = int(value)
+        elif lower == b"connection" and b"close" in value.lower():
+            keep_alive = False  # HTTP/1.1: persistent unless the client says close
+    if total > max_header_bytes:
+        return None
+    return Head(collector.url.decode("ascii"), collector.headers, length, keep_alive)
+

@@ -1,0 +1,68 @@
+"""parse_head: which request heads the native server serves, and which it hands to aiohttp."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokenyard.gateway.native.head import MAX_FIELD_BYTES, parse_head
+
+PATHS = frozenset((b"/v1/chat/completions", b"/v1/completions", b"/v1/embeddings"))
+LIMIT = 16384
+
+
+def head(first: str = "POST /v1/chat/completions HTTP/1.1", *headers: str) -> bytes:
+    lines = [first, "Host: gw", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_plain_post_is_served_with_its_headers_and_length() -> None:
+    parsed = parse_head(head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 42",
+                             "Authorization: Bearer k", "X-Request-Id: abc"), PATHS, LIMIT)
+    assert parsed is not None
+    assert parsed.path == "/v1/chat/completions"
+    assert parsed.content_length == 42
+    assert parsed.keep_alive
+    assert parsed.headers["authorization"] == "Bearer k"
+    assert parsed.headers["X-REQUEST-ID"] == "abc"
+    assert (b"Authorization", b"Bearer k") in parsed.raw_headers
+
+
+def test_no_content_length_is_an_empty_body_and_connection_close_ends_keep_alive() -> None:
+    parsed = parse_head(head("POST /v1/embeddings HTTP/1.1", "Connection: close"), PATHS, LIMIT)
+    assert parsed is not None
+    assert parsed.content_length == 0
+    assert not parsed.keep_alive
+
+
+@pytest.mark.parametrize("raw", [
+    head("GET /v1/chat/completions HTTP/1.1"),  # another method
+    head("POST /v1/models HTTP/1.1", "Content-Length: 2"),  # another path
+    head("POST /v1/chat/completions?x=1 HTTP/1.1", "Content-Length: 2"),  # a query string
+    head("POST /v1/chat/completions HTTP/1.0", "Content-Length: 2"),  # HTTP/1.0
+    head("POST /v1/chat/completions HTTP/1.1", "Transfer-Encoding: chunked"),  # chunked body
+    head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Expect: 100-continue"),
+    head("POST /v1/chat/completions HTTP/1.1", "Connection: Upgrade", "Upgrade: websocket"),
+    head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "x-tokenyard-defer: true"),  # batch
+    head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "X-Tokenyard-Workflow-Id: w1"),
+    head("POST /v1/chat/completions HTTP/1.1", "Content-Length: -1"),  # invalid length
+    head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Content-Length: 3"),  # smuggling
+    head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Transfer-Encoding: chunked"),
+    head("POST /v1/chat/completions HTTP/1.1", "Bad Header: x"),  # invalid header name
+    b"POST /v1/chat/completions HTTP/1.1\nHost: gw\n\n\r\n\r\n",  # not CRLF
+    head("POST /v1/chat/completions HTTP/1.1", "X-Big: " + "a" * MAX_FIELD_BYTES),  # a line too long
+])
+def test_unusual_heads_are_handed_to_aiohttp(raw: bytes) -> None:
+    assert parse_head(raw, PATHS, LIMIT) is None
+
+
+def test_the_header_byte_limit_is_counted_as_the_http_guard_counts_it() -> None:
+    headers = [f"X-H{i}: {'v' * 90}" for i in range(10)]
+    raw = head("POST /v1/chat/completions HTTP/1.1", *headers)
+    counted = sum(len(h.split(": ", 1)[0]) + len(h.split(": ", 1)[1]) + 4 for h in ["Host: gw", *headers])
+    assert parse_head(raw, PATHS, counted) is not None
+    assert parse_head(raw, PATHS, counted - 1) is None
+
+
+def test_too_many_headers_are_handed_over() -> None:
+    raw = head("POST /v1/chat/completions HTTP/1.1", *(f"X-H{i}: v" for i in range(200)))
+    assert parse_head(raw, PATHS, 10**6) is None
