@@ -309,6 +309,7 @@ class ChaosProxy:
         stats.connections_total += 1
         stats.connections_active += 1
         plan = plan_connection(self._faults, self._rng)
+        server: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             try:
                 server = await asyncio.open_connection(self.target_host, self.target_port)
@@ -324,7 +325,10 @@ class ChaosProxy:
             # Only close() cancels connections; ending quietly keeps asyncio from logging the cancellation.
             pass
         finally:
-            if not writer.is_closing():  # cancelled before the connection took charge of it (close() while dialing)
-                writer.transport.abort()
+            # Cancelled before the connection took charge of them (close() while dialing), or while it was
+            # closing them: whatever is still open is aborted, never left to the garbage collector.
+            for open_writer in (writer, server[1] if server is not None else None):
+                if open_writer is not None and not open_writer.is_closing():
+                    open_writer.transport.abort()
             stats.connections_active -= 1
             self._tasks.discard(task)
