@@ -11,6 +11,8 @@ from tokenyard.telemetry.metrics import GatewayMetrics
 
 
 def _tls_version(request: web.BaseRequest) -> str | None:
+    if not request.secure:  # plain text (the request's scheme comes from its connection's SSL context)
+        return None
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     return ssl_object.version() if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket) else None
