@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 
 from tests.integration.gateway.helpers import chat_body, config_for, gateway_for, metric_value, wait_until_idle
+from tests.support.pki import TestCA
 from tokenyard.gateway.app import start_gateway, stop_gateway
 from tokenyard.gateway.native.site import InferenceSite
 from tokenyard.sim.testing import running_sim
@@ -52,8 +55,9 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
 
 
 @asynccontextmanager
-async def connection(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def connection(port: int, tls: ssl.SSLContext | None = None
+                     ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     try:
         yield reader, writer
     finally:
@@ -97,6 +101,23 @@ async def test_other_requests_are_handed_to_aiohttp_with_the_connection() -> Non
         writer.write(get("/v1/nothing-here"))
         status, _, body = await read_response(reader)
         assert status == 404 and "error" in json.loads(body)
+
+
+async def test_over_tls_a_connection_is_served_natively_then_handed_over(tmp_path: Path) -> None:
+    ca = TestCA(tmp_path)
+    server = ca.server()
+    listen = {"host": "127.0.0.1", "port": 0, "tls": {"cert_file": str(server.cert), "key_file": str(server.key)}}
+    context = ssl.create_default_context(cafile=str(ca.cert_path))
+    async with running_sim("fast") as sim, gateway_for([sim], listen=listen) as gw, \
+            connection(gw.port, context) as (reader, writer):
+        writer.write(post("/v1/chat/completions", chat(sim.model, stream=True)))
+        status, _, body = await read_response(reader)
+        assert status == 200 and body.rstrip().endswith(b"data: [DONE]")
+        writer.write(get("/v1/models"))
+        status, _, body = await read_response(reader)
+        assert status == 200 and json.loads(body)["object"] == "list"
+        writer.write(post("/v1/chat/completions", chat(sim.model)))
+        assert (await read_response(reader))[0] == 200
 
 
 async def test_chunked_bodies_and_expect_continue_are_served_through_aiohttp() -> None:
