@@ -103,6 +103,19 @@ async def test_other_requests_are_handed_to_aiohttp_with_the_connection() -> Non
         assert status == 404 and "error" in json.loads(body)
 
 
+async def test_a_large_body_flows_in_and_a_pipelined_other_path_is_handed_over_after_the_answer() -> None:
+    async with running_sim("fast") as sim, gateway_for([sim]) as gw, connection(gw.port) as (reader, writer):
+        # 100 KB: more than the body reader holds before it pauses the socket (flow control on the way).
+        large = json.dumps(chat_body(sim.model, 4, False, text="word " * 20000)).encode()
+        writer.write(post("/v1/chat/completions", large))
+        status, _, body = await read_response(reader)
+        assert status == 200 and json.loads(body)["usage"]["prompt_tokens"] > 20000
+        writer.write(post("/v1/chat/completions", chat(sim.model)) + get("/healthz"))
+        assert (await read_response(reader))[0] == 200
+        status, _, body = await read_response(reader)
+        assert status == 200 and json.loads(body) == {"status": "ok"}
+
+
 async def test_over_tls_a_connection_is_served_natively_then_handed_over(tmp_path: Path) -> None:
     ca = TestCA(tmp_path)
     server = ca.server()
