@@ -68,10 +68,9 @@ def build_app(config: GatewayConfig) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=gw.metrics.render(), content_type="text/plain", charset="utf-8")
 
-    native = {"/v1/chat/completions": operation(CHAT), "/v1/completions": operation(COMPLETION),
-              "/v1/embeddings": operation(EMBEDDING)}
-    app[NATIVE_HANDLERS_KEY] = native
-    for path, handler in native.items():  # the same handlers behind aiohttp, for connections handed to it
+    inference = {"/v1/chat/completions": operation(CHAT), "/v1/completions": operation(COMPLETION),
+                 "/v1/embeddings": operation(EMBEDDING)}
+    for path, handler in inference.items():  # the same handlers behind aiohttp, for connections handed to it
         app.router.add_post(path, handler)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/healthz", healthz)
@@ -79,7 +78,10 @@ def build_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/metrics", metrics)
     add_admin_routes(app, gw)
     add_resume_routes(app, gw)  # GET /v1/streams/{request_id}: resume a dropped stream (docs/resume.md)
-    add_eastwest_routes(app, gw)  # POST /v1/retrieve, /v1/tools/{name}, workflows (docs/routing.md)
+    eastwest = add_eastwest_routes(app, gw)  # POST /v1/retrieve, /v1/tools/{name}, workflows (docs/routing.md)
+    # The native server has no middlewares: workflow tracking wraps its handlers (aiohttp's middleware does it
+    # for the same handlers on connections handed over).
+    app[NATIVE_HANDLERS_KEY] = {path: eastwest.tracked(handler) for path, handler in inference.items()}
     add_traffic_admin_routes(app, gw)
     add_dashboard_routes(app, gw.metrics.registry)
     add_batch_routes(app)  # deferred requests: x-tokenyard-defer, /v1/batches (gateway/batch.py)

@@ -20,7 +20,7 @@ import contextlib
 import math
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -51,6 +51,8 @@ _JSON = "application/json"
 def first_of_kind(gw: Gateway, kind: str) -> Pool | None:
     return next((p for p in gw.pools.values() if p.config.kind == kind), None)
 
+
+R = TypeVar("R", bound=web.BaseRequest)  # a request type: aiohttp's Request, or the native server's BaseRequest
 
 class EastWest:
     """The retrieval/tool handlers and the workflow tracker of one gateway."""
@@ -85,9 +87,24 @@ class EastWest:
     async def workflow_middleware(self, request: web.Request,
                                   handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                                   ) -> web.StreamResponse:
-        workflow_id = request.headers.get(WORKFLOW_ID_HEADER)
-        if not workflow_id or len(workflow_id) > MAX_ID_LENGTH:
-            return await handler(request)
+        """Workflow tracking for the routes aiohttp serves (the native server uses ``tracked``)."""
+        return await self.tracked(handler)(request)
+
+    def tracked(self, handler: Callable[[R], Awaitable[web.StreamResponse]]
+                ) -> Callable[[R], Awaitable[web.StreamResponse]]:
+        """``handler`` with workflow tracking: a request carrying ``x-tokenyard-workflow-id`` is one hop of that
+        workflow (its duration observed when the workflow ends). Without the header: ``handler`` itself, no
+        extra coroutine."""
+        def handle(request: R) -> Awaitable[web.StreamResponse]:
+            workflow_id = request.headers.get(WORKFLOW_ID_HEADER)
+            if not workflow_id or len(workflow_id) > MAX_ID_LENGTH:
+                return handler(request)
+            return self._hop(request, handler, workflow_id)
+
+        return handle
+
+    async def _hop(self, request: R, handler: Callable[[R], Awaitable[web.StreamResponse]], workflow_id: str
+                   ) -> web.StreamResponse:
         name = self._label(request.headers.get(WORKFLOW_NAME_HEADER, "default")[:64] or "default")
         self._observe(self.tracker.hop_started(workflow_id, name, monotonic()))
         end = request.headers.get(WORKFLOW_END_HEADER, "").lower() in ("1", "true", "yes")

@@ -116,6 +116,18 @@ async def test_a_large_body_flows_in_and_a_pipelined_other_path_is_handed_over_a
         assert status == 200 and json.loads(body) == {"status": "ok"}
 
 
+async def test_workflow_hops_served_natively_are_timed() -> None:
+    async with running_sim("fast") as sim, gateway_for([sim]) as gw, connection(gw.port) as (reader, writer):
+        flow = ("x-tokenyard-workflow-id: wf-native", "x-tokenyard-workflow-name: agent")
+        writer.write(post("/v1/chat/completions", chat(sim.model), *flow))
+        assert (await read_response(reader))[0] == 200
+        writer.write(post("/v1/chat/completions", chat(sim.model), *flow, "x-tokenyard-workflow-end: true"))
+        assert (await read_response(reader))[0] == 200
+        writer.write(get("/healthz"))  # only now is the connection handed to aiohttp
+        assert (await read_response(reader))[0] == 200
+        assert metric_value(gw, "tokenyard_workflow_duration_seconds_count", {"workflow": "agent"}) == 1
+
+
 async def test_over_tls_a_connection_is_served_natively_then_handed_over(tmp_path: Path) -> None:
     ca = TestCA(tmp_path)
     server = ca.server()

@@ -27,6 +27,12 @@ def test_a_plain_post_is_served_with_its_headers_and_length() -> None:
     assert (b"Authorization", b"Bearer k") in parsed.raw_headers
 
 
+def test_workflow_hops_are_served_natively() -> None:
+    raw = head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "X-Tokenyard-Workflow-Id: w1")
+    parsed = parse_head(raw, PATHS, LIMIT)
+    assert parsed is not None and parsed.headers["x-tokenyard-workflow-id"] == "w1"
+
+
 def test_no_content_length_is_an_empty_body_and_connection_close_ends_keep_alive() -> None:
     parsed = parse_head(head("POST /v1/embeddings HTTP/1.1", "Connection: close"), PATHS, LIMIT)
     assert parsed is not None
@@ -43,7 +49,6 @@ def test_no_content_length_is_an_empty_body_and_connection_close_ends_keep_alive
     head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Expect: 100-continue"),
     head("POST /v1/chat/completions HTTP/1.1", "Connection: Upgrade", "Upgrade: websocket"),
     head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "x-tokenyard-defer: true"),  # batch
-    head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "X-Tokenyard-Workflow-Id: w1"),
     head("POST /v1/chat/completions HTTP/1.1", "Content-Length: -1"),  # invalid length
     head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Content-Length: 3"),  # smuggling
     head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Transfer-Encoding: chunked"),

@@ -14,10 +14,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 MAX_FIELD_BYTES = 8190  # aiohttp's per-line limit: a longer header is handed over and answered 400 there
 MAX_HEADERS = 128
-# Headers whose requests take a path through aiohttp's middlewares (batch defer, workflow tracking) or need
-# its protocol (Expect: 100-continue, upgrades, chunked bodies): such a request is handed over.
-_HAND_OFF_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"x-tokenyard-defer",
-                               b"x-tokenyard-workflow-id"))
+# Headers whose requests take a path through aiohttp's middlewares (batch defer) or need its protocol
+# (Expect: 100-continue, upgrades, chunked bodies): such a request is handed over.
+_HAND_OFF_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"x-tokenyard-defer"))
 
 
 class Head:
