@@ -74,6 +74,7 @@ class InferenceProtocol(BaseProtocol):
         self._discard = 0  # body bytes of an answered request still to skip
         self._idle_since = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._holds: set[str] = set()  # why reading from the socket is paused (none: reading)
         self.closing = False  # set by the site at shutdown: no further request on this connection
         # Read by aiohttp's BaseRequest.
         self.ssl_context: Any = None
@@ -121,20 +122,30 @@ class InferenceProtocol(BaseProtocol):
         if self._task is None:
             self._next_request()
         elif len(self._buf) > PIPELINE_LIMIT:
-            self._pause_reading_for_buffer()
+            self._hold_reading("pipeline")
 
     def eof_received(self) -> bool:
         return False  # a half-closed client has left: close (and cancel its request), as aiohttp does
 
     # Flow control asked for by the body's StreamReader (aiohttp's BaseProtocol routes it to its parser).
     def pause_reading(self) -> None:
-        self._reading_paused = True
-        self._pause_transport_reading()
+        self._hold_reading("body")
 
     def resume_reading(self, resume_parser: bool = True) -> None:
-        self._reading_paused = False
-        if not self._buffer_paused:
-            self._resume_transport_reading()
+        self._release_reading("body")
+
+    def _hold_reading(self, reason: str) -> None:
+        """Stop reading the socket for ``reason`` ("body": unread body bytes; "pipeline": later requests)."""
+        if not self._holds and self.transport is not None:
+            self.transport.pause_reading()
+        self._holds.add(reason)
+
+    def _release_reading(self, reason: str) -> None:
+        if reason not in self._holds:
+            return
+        self._holds.discard(reason)
+        if not self._holds and self.transport is not None:
+            self.transport.resume_reading()
 
     # ----- requests -----
 
@@ -225,8 +236,7 @@ class InferenceProtocol(BaseProtocol):
             self._discard -= skip
             del self._buf[:skip]
         self._arm_idle()
-        if self._buffer_paused:
-            self._resume_reading_for_buffer()
+        self._release_reading("pipeline")
         self._next_request()
 
     # ----- hand-off and idle connections -----
@@ -245,7 +255,8 @@ class InferenceProtocol(BaseProtocol):
         handler = self._settings.fallback()
         transport.set_protocol(handler)
         handler.connection_made(transport)
-        if self._buffer_paused or self._reading_paused:
+        if self._holds:
+            self._holds.clear()
             transport.resume_reading()
         if data:
             handler.data_received(data)
