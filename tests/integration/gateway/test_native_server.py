@@ -176,6 +176,18 @@ async def test_a_body_in_pieces_is_waited_for_and_a_stalled_one_is_refused_with_
             assert status == 408 and json.loads(body)["error"]["code"] == "request_timeout"
 
 
+async def test_bytes_that_are_not_http_get_an_openai_400_and_the_connection_closes() -> None:
+    async with running_sim("fast") as sim, gateway_for([sim]) as gw:
+        for raw in (b"HELLO THERE\r\n\r\n", b"GET /healthz HTTP/1.1\nHost: gw\n\n",
+                    post("/v1/chat/completions", chat(sim.model), "Transfer-Encoding: chunked")):
+            async with connection(gw.port) as (reader, writer):
+                writer.write(raw)
+                status, headers, body = await asyncio.wait_for(read_response(reader), 5.0)
+                assert status == 400 and headers["connection"] == "close"
+                assert json.loads(body)["error"]["code"] == "malformed_request"
+                assert await reader.read() == b""
+
+
 async def test_an_early_answer_skips_the_unread_body_and_the_connection_goes_on() -> None:
     async with running_sim("fast") as sim, gateway_for([sim], limits={"max_body_bytes": 1000}) as gw, \
             connection(gw.port) as (reader, writer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenyard.gateway.native.head import MAX_FIELD_BYTES, parse_head
+from tokenyard.gateway.native.head import MAX_FIELD_BYTES, Head, Malformed, parse_head
 
 PATHS = frozenset((b"/v1/chat/completions", b"/v1/completions", b"/v1/embeddings"))
 LIMIT = 16384
@@ -18,7 +18,7 @@ def head(first: str = "POST /v1/chat/completions HTTP/1.1", *headers: str) -> by
 def test_a_plain_post_is_served_with_its_headers_and_length() -> None:
     parsed = parse_head(head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 42",
                              "Authorization: Bearer k", "X-Request-Id: abc"), PATHS, LIMIT)
-    assert parsed is not None
+    assert isinstance(parsed, Head)
     assert parsed.path == "/v1/chat/completions"
     assert parsed.content_length == 42
     assert parsed.keep_alive
@@ -30,12 +30,12 @@ def test_a_plain_post_is_served_with_its_headers_and_length() -> None:
 def test_workflow_hops_are_served_natively() -> None:
     raw = head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "X-Tokenyard-Workflow-Id: w1")
     parsed = parse_head(raw, PATHS, LIMIT)
-    assert parsed is not None and parsed.headers["x-tokenyard-workflow-id"] == "w1"
+    assert isinstance(parsed, Head) and parsed.headers["x-tokenyard-workflow-id"] == "w1"
 
 
 def test_no_content_length_is_an_empty_body_and_connection_close_ends_keep_alive() -> None:
     parsed = parse_head(head("POST /v1/embeddings HTTP/1.1", "Connection: close"), PATHS, LIMIT)
-    assert parsed is not None
+    assert isinstance(parsed, Head)
     assert parsed.content_length == 0
     assert not parsed.keep_alive
 
@@ -49,22 +49,32 @@ def test_no_content_length_is_an_empty_body_and_connection_close_ends_keep_alive
     head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Expect: 100-continue"),
     head("POST /v1/chat/completions HTTP/1.1", "Connection: Upgrade", "Upgrade: websocket"),
     head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "x-tokenyard-defer: true"),  # batch
-    head("POST /v1/chat/completions HTTP/1.1", "Content-Length: -1"),  # invalid length
-    head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Content-Length: 3"),  # smuggling
-    head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Transfer-Encoding: chunked"),
-    head("POST /v1/chat/completions HTTP/1.1", "Bad Header: x"),  # invalid header name
-    b"POST /v1/chat/completions HTTP/1.1\nHost: gw\n\n\r\n\r\n",  # not CRLF
     head("POST /v1/chat/completions HTTP/1.1", "X-Big: " + "a" * MAX_FIELD_BYTES),  # a line too long
 ])
 def test_unusual_heads_are_handed_to_aiohttp(raw: bytes) -> None:
     assert parse_head(raw, PATHS, LIMIT) is None
 
 
+@pytest.mark.parametrize(("raw", "reason"), [
+    (head("POST /v1/chat/completions HTTP/1.1", "Content-Length: -1"), "Content-Length"),
+    (head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Content-Length: 3"), "Duplicate"),
+    (head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Transfer-Encoding: chunked"),
+     "Transfer-Encoding"),  # request smuggling
+    (head("POST /v1/chat/completions HTTP/1.1", "Bad Header: x"), "header token"),
+    (b"POST /v1/chat/completions HTTP/1.1\nHost: gw\n\n", "CRLF"),  # bare LF line ends
+    (b"GET /healthz HTTP/1.1\nHost: gw\n\n", "CRLF"),  # whatever the path
+    (b"HELLO THERE\r\n\r\n", "method"),
+])
+def test_heads_that_are_not_http_are_malformed_with_the_parsers_reason(raw: bytes, reason: str) -> None:
+    parsed = parse_head(raw, PATHS, LIMIT)
+    assert isinstance(parsed, Malformed) and reason in parsed.reason
+
+
 def test_the_header_byte_limit_is_counted_as_the_http_guard_counts_it() -> None:
     headers = [f"X-H{i}: {'v' * 90}" for i in range(10)]
     raw = head("POST /v1/chat/completions HTTP/1.1", *headers)
     counted = sum(len(h.split(": ", 1)[0]) + len(h.split(": ", 1)[1]) + 4 for h in ["Host: gw", *headers])
-    assert parse_head(raw, PATHS, counted) is not None
+    assert isinstance(parse_head(raw, PATHS, counted), Head)
     assert parse_head(raw, PATHS, counted - 1) is None
 
 

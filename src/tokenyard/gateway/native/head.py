@@ -51,20 +51,32 @@ class _Collector:
         self.headers.append((name, value))
 
 
-def parse_head(head: bytes, paths: Collection[bytes], max_header_bytes: int) -> Head | None:
+class Malformed:
+    """A head that is not HTTP/1.x at all (llhttp, the parser of httptools and of aiohttp, refuses it)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def parse_head(head: bytes, paths: Collection[bytes], max_header_bytes: int) -> Head | Malformed | None:
     """The head (request line through the blank line) if it is a plain ``POST`` on one of ``paths``.
 
-    None means "hand it over": another method or path, HTTP/1.0, a query string, a header in
-    ``_HAND_OFF_HEADERS``, an invalid ``Content-Length``, more header bytes than ``max_header_bytes`` (counted as
-    the HTTP guard counts them), or anything httptools refuses.
+    ``Malformed``: the parser refuses it (answered 400 in OpenAI's format, then the connection closes). None means
+    "hand it over": another method or path, HTTP/1.0, a query string, an upgrade, a header in
+    ``_HAND_OFF_HEADERS``, an invalid ``Content-Length``, or more header bytes than ``max_header_bytes`` (counted as
+    the HTTP guard counts them).
     """
-    if not head.startswith(b"POST "):
-        return None
     collector = _Collector()
     parser = httptools.HttpRequestParser(collector)
     try:
         parser.feed_data(head)
-    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+    except httptools.HttpParserUpgrade:
+        return None
+    except httptools.HttpParserError as exc:
+        return Malformed(str(exc) or type(exc).__name__)
+    if parser.get_method() != b"POST":
         return None
     if collector.url not in paths or parser.get_http_version() != "1.1" or len(collector.headers) > MAX_HEADERS:
         return None

@@ -10,6 +10,7 @@ Contract, the same as aiohttp's server with ``handler_cancellation=True``:
 - Requests on one connection are served in order. Bytes of a pipelined next request wait (reading pauses past
   ``PIPELINE_LIMIT``); body bytes of a request answered before its body was read are skipped, or the
   connection is closed when more than ``DISCARD_LIMIT`` remain.
+- A head that is not HTTP (the parser refuses it) is answered 400 in OpenAI's format and the connection closed.
 - A head ``parse_head`` does not accept hands the connection, with every byte received since the end of the
   previous request, to aiohttp's ``RequestHandler``: that request and all later ones on the connection are
   aiohttp's (its router, middlewares and error answers).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -32,7 +34,8 @@ from aiohttp.streams import StreamReader
 from aiohttp.tcp_helpers import tcp_keepalive
 from yarl import URL
 
-from tokenyard.gateway.native.head import Head, parse_head
+from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.native.head import Head, Malformed, parse_head
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 log = logging.getLogger("tokenyard.gateway")
@@ -41,6 +44,7 @@ READ_LIMIT = 2**16  # the body reader pauses the socket past twice this, as aioh
 PIPELINE_LIMIT = 2**16  # bytes of later requests buffered while one is served
 DISCARD_LIMIT = 2**16  # unread body bytes worth skipping to keep a connection; more: close it
 HEAD_LIMIT = 2**16  # a head not complete within this many bytes is aiohttp's to refuse
+_HEAD_END = re.compile(rb"\r?\n\r?\n")  # the first blank line, however its line ends are written
 
 
 class Settings:
@@ -168,20 +172,24 @@ class InferenceProtocol(BaseProtocol):
         buf = self._buf
         if not buf or self.transport is None:
             return
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
+        blank = _HEAD_END.search(buf)  # bare LF lines too: the parser refuses them (400), never a wait
+        if blank is None:
             if len(buf) > HEAD_LIMIT:
                 self._hand_off()
             return
+        end = blank.end()
         settings = self._settings
-        head = parse_head(bytes(buf[:end + 4]), settings.paths, settings.max_header_bytes)
+        head = parse_head(bytes(buf[:end]), settings.paths, settings.max_header_bytes)
+        if isinstance(head, Malformed):
+            self._refuse(head)
+            return
         if head is None or self.closing:
             if head is None:
                 self._hand_off()
             else:
                 self.transport.close()
             return
-        del buf[:end + 4]
+        del buf[:end]
         self._start(head)
 
     def _start(self, head: Head) -> None:
@@ -238,6 +246,15 @@ class InferenceProtocol(BaseProtocol):
         self._arm_idle()
         self._release_reading("pipeline")
         self._next_request()
+
+    def _refuse(self, malformed: Malformed) -> None:
+        """Answer a head that is not HTTP with a 400 in OpenAI's format and close: nothing after it can be read."""
+        assert self.transport is not None
+        body = GatewayError(400, f"malformed HTTP request: {malformed.reason}", "malformed_request").body()
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                             b"Connection: close\r\n\r\n%s" % (len(body), body))
+        self._buf.clear()
+        self.transport.close()
 
     # ----- hand-off and idle connections -----
 
