@@ -54,6 +54,7 @@ def first_of_kind(gw: Gateway, kind: str) -> Pool | None:
 
 R = TypeVar("R", bound=web.BaseRequest)  # a request type: aiohttp's Request, or the native server's BaseRequest
 
+
 class EastWest:
     """The retrieval/tool handlers and the workflow tracker of one gateway."""
 

@@ -183,11 +183,11 @@ class InferenceProtocol(BaseProtocol):
         if isinstance(head, Malformed):
             self._refuse(head)
             return
-        if head is None or self.closing:
-            if head is None:
-                self._hand_off()
-            else:
-                self.transport.close()
+        if head is None:
+            self._hand_off()
+            return
+        if self.closing:
+            self.transport.close()
             return
         del buf[:end]
         self._start(head)
@@ -238,11 +238,9 @@ class InferenceProtocol(BaseProtocol):
         if not keep_alive or self.closing or self._body_left > DISCARD_LIMIT:
             transport.close()
             return
-        self._discard, self._body_left = self._body_left, 0  # the unread rest of an early-answered body
-        if self._discard and self._buf:
-            skip = min(self._discard, len(self._buf))
-            self._discard -= skip
-            del self._buf[:skip]
+        # The unread rest of an early-answered body, skipped as it arrives (while any is due, every byte received
+        # went to the body, so nothing of it is in the buffer).
+        self._discard, self._body_left = self._body_left, 0
         self._arm_idle()
         self._release_reading("pipeline")
         self._next_request()

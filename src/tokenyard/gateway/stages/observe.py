@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from asyncio import get_running_loop
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -82,9 +81,9 @@ def observe_stage(gw: Gateway) -> Stage:
         finally:
             if gw.inflight.get(ctx.request_id) is ctx:
                 del gw.inflight[ctx.request_id]
-            # The bookkeeping runs after the response is written (aiohttp writes a returned response in this
-            # same task step; call_soon comes after it), so the client never waits for it.
-            get_running_loop().call_soon(account, ctx, monotonic())
+            # The bookkeeping runs after the response is written (the server, native or aiohttp, writes a returned
+            # response in this same task step; call_soon comes after it), so the client never waits for it.
+            asyncio.get_running_loop().call_soon(account, ctx, monotonic())
 
     def account(ctx: RequestContext, end: float) -> None:
         """Metrics, access log and trace of an ended request; the upstream attempt's latency attribution."""
