@@ -31,6 +31,7 @@ from tokenyard.traffic.health import Outcome
 T = TypeVar("T")
 
 DEFAULT_RETRY_ON = frozenset({429, 500, 502, 503, 504})
+_NOTHING_TRIED: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,8 @@ class RequestRetries:
 
     def tried(self, pool: str | None = None) -> frozenset[str]:
         """Endpoint names already tried in ``pool`` (default: the current one): exclude them when picking."""
-        return frozenset(self._tried.get(pool or self.pool, ()))
+        tried = self._tried.get(pool or self.pool)
+        return frozenset(tried) if tried else _NOTHING_TRIED
 
     def attempt_started(self, endpoint: str) -> None:
         """An attempt on ``endpoint`` of the current pool is about to be sent."""

@@ -158,6 +158,7 @@ class Router:
         self._phase_hist = metrics.upstream_phase
         self._phase_children: dict[str, dict[str, Histogram]] = {}
         self._policies: dict[str, RetryPolicy] = {}  # per class; the config is immutable
+        self._chains: dict[str, tuple[str, ...]] = {}
         self._checkers: list[ActiveHealthChecker] = []
         self._scraper: LoadScraper | None = None
         self._gauges: asyncio.Task[None] | None = None
@@ -268,9 +269,12 @@ class Router:
             hedge_delay_s=own.hedge_delay_ms / 1000.0 if own is not None and own.hedge_delay_ms else None,
         )
 
-    def chain(self, pool: Pool) -> list[str]:
-        """``pool`` then its configured fallbacks (those that exist)."""
-        return [pool.name, *(name for name in pool.config.fallback if name in self.pools)]
+    def chain(self, pool: Pool) -> tuple[str, ...]:
+        """``pool`` then its configured fallbacks (those that exist); computed once per pool (pools are fixed)."""
+        found = self._chains.get(pool.name)
+        if found is None:
+            found = self._chains[pool.name] = (pool.name, *(n for n in pool.config.fallback if n in self.pools))
+        return found
 
     # ----- the request path -----
 
@@ -316,25 +320,36 @@ class Router:
 
     async def _run(self, retries: RequestRetries, asked: Pool, path: str, body: bytes, headers: dict[str, str],
                    req: RouteRequest, keep: list[Attempt]) -> Attempt:
+        load = self._scraper.latest if self._scraper is not None else _no_load
+
         def choose(pool_name: str, tried: frozenset[str]) -> EndpointView | None:
             pool = self.pools[pool_name]
-            load = self._scraper.latest if self._scraper is not None else (lambda name: None)
             views = [e.view(load(e.name)) for e in pool.endpoints if e.name not in tried]
             return pick_with_permit(pool.picker, pool.health, views, req.features)
 
         def remaining() -> float | None:
             return None if req.deadline is None else req.deadline - monotonic()
 
+        # One coroutine per attempt on the common path (no shared budget, no trace): every extra layer is paid
+        # again at each resumption of the request's task.
         async def send(pool_name: str, view: EndpointView) -> Attempt:
-            # A failure status kept from the previous try is dropped now that another try starts.
-            self._discard(keep, exclude=None)
+            if keep:  # a failure status kept from the previous try is dropped now that another try starts
+                self._discard(keep, exclude=None)
             pool = self.pools[pool_name]
             attempt_body = body if pool is asked else self._renamed(body, pool, asked, req.features.model)
-            endpoint, lease = await self._leased(pool, view.name, req, retries.tried())
+            if self.budget is None:
+                endpoint, lease = pool.by_name[view.name], None
+            else:
+                endpoint, lease = await self._leased(pool, view.name, req, retries.tried())
             try:
-                attempt = await self._send(pool, endpoint, path, attempt_body, headers, req, retries.policy)
+                if req.trace is None:
+                    attempt = await self._send_once(pool, endpoint, path, attempt_body, headers, req, retries.policy)
+                else:
+                    attempt = await self._send_traced(pool, endpoint, path, attempt_body, headers, req,
+                                                      retries.policy, req.trace)
             except _FailedAnswer as failed:
                 failed.attempt.lease = lease  # released when the kept answer is finished
+                keep.append(failed.attempt)
                 raise
             except BaseException:
                 if lease is not None and self.budget is not None:
@@ -343,14 +358,7 @@ class Router:
             attempt.lease = lease
             return attempt
 
-        async def send_keeping(pool_name: str, view: EndpointView) -> Attempt:
-            try:
-                return await send(pool_name, view)
-            except _FailedAnswer as failed:
-                keep.append(failed.attempt)
-                raise
-
-        return await run_with_retries(retries, choose, send_keeping, lambda v: v.name, remaining_s=remaining)
+        return await run_with_retries(retries, choose, send, _view_name, remaining_s=remaining)
 
     async def _hedged(self, retries: RequestRetries, asked: Pool, path: str, body: bytes, headers: dict[str, str],
                       req: RouteRequest, keep: list[Attempt]) -> Attempt:
@@ -418,12 +426,10 @@ class Router:
             document["model"] = target
         return msgspec.json.encode(document)
 
-    async def _send(self, pool: Pool, endpoint: Endpoint, path: str, body: bytes, headers: dict[str, str],
-                    req: RouteRequest, policy: RetryPolicy) -> Attempt:
-        """One attempt, in its own span (its ``traceparent`` sent upstream) when the request is traced."""
-        if req.trace is None:
-            return await self._send_once(pool, endpoint, path, body, headers, req, policy)
-        span = req.trace.attempt(pool.name, endpoint.name)
+    async def _send_traced(self, pool: Pool, endpoint: Endpoint, path: str, body: bytes, headers: dict[str, str],
+                           req: RouteRequest, policy: RetryPolicy, trace: RequestTrace) -> Attempt:
+        """One attempt in its own span of the request's trace (its ``traceparent`` sent upstream)."""
+        span = trace.attempt(pool.name, endpoint.name)
         try:
             attempt = await self._send_once(pool, endpoint, path, body, span.inject(headers), req, policy)
         except _FailedAnswer as failed:
@@ -480,6 +486,15 @@ class Router:
             if response.status in policy.retry_on_status:
                 raise _FailedAnswer(AttemptFailure(outcome, response.status), attempt)
         return attempt
+
+
+def _no_load(name: str) -> None:
+    """The scraped load of an endpoint when no pool scrapes: none."""
+    return None
+
+
+def _view_name(view: EndpointView) -> str:
+    return view.name
 
 
 async def reachable_probe(session: aiohttp.ClientSession, url: str, timeout_s: float) -> bool:

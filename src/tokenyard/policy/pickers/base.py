@@ -64,8 +64,8 @@ class ScoringPicker:
 
     def pick(self, candidates: Sequence[EndpointView], request: RequestFeatures) -> EndpointView | None:
         pool = self.filter(candidates, request)
-        if not pool:
-            return None
+        if len(pool) < 2:  # nothing to compare (scores are pure: skipping them changes nothing)
+            return pool[0] if pool else None
         scores = self.score(pool, request)
         best = max(scores.get(c.name, 0.0) for c in pool)
         # Scores are floats: treat near-equal scores as ties so the RNG spreads them.
