@@ -100,6 +100,10 @@ class PoolHealth:
         self._active = {name: _Active() for name in members}
         self._breakers = {name: CircuitBreaker(self.config.breaker) for name in members}
         self._outliers = OutlierDetector(members, self.config.outlier)
+        # Endpoints that may not be in the clear (actively healthy, not ejected, breaker closed, full slow-start
+        # weight). Every event that can take one out of the clear adds it; ``views`` drops it once it is back for
+        # good, so a request computes health fields only for these, not for every endpoint of the pool.
+        self._unsettled: set[str] = set()
 
     @property
     def names(self) -> list[str]:
@@ -139,6 +143,30 @@ class PoolHealth:
             return endpoint
         return dataclasses.replace(endpoint, healthy=healthy, ejected=ejected, slow_start=factor)
 
+    def views(self, candidates: Iterable[EndpointView]) -> list[EndpointView]:
+        """``[self.view(c) for c in candidates]``, computing fields only for endpoints not in the clear."""
+        unsettled = self._unsettled
+        if unsettled:
+            self._settle(self._clock())
+        known = self._active
+        out = []
+        for candidate in candidates:
+            name = candidate.name
+            if name in unsettled or name not in known:
+                out.append(self.view(candidate))
+            elif candidate.healthy and not candidate.ejected and candidate.slow_start == 1.0:
+                out.append(candidate)
+            else:
+                out.append(dataclasses.replace(candidate, healthy=True, ejected=False, slow_start=1.0))
+        return out
+
+    def _settle(self, now: float) -> None:
+        """Forget the endpoints back in the clear for good: nothing but a new event (a failed probe, a failed
+        attempt, a latency ejection, all of which mark them again) can change their fields any more."""
+        for name in list(self._unsettled):
+            if self._fields(name, now) == (True, False, 1.0) and self._breakers[name].state(now) is BreakerState.CLOSED:
+                self._unsettled.discard(name)
+
     def try_begin(self, name: str) -> bool:
         """Ask the endpoint's circuit breaker for a permit before sending; False: pick another endpoint."""
         breaker = self._breakers.get(name)
@@ -153,9 +181,12 @@ class PoolHealth:
         if outcome in FAILURES:
             breaker.record_failure(now)
             self._outliers.record_failure(name, now)
+            self._unsettled.add(name)  # its breaker may have opened, or the detector ejected it
         elif outcome is Outcome.SUCCESS:
+            # A half-open breaker that closes here belongs to an endpoint already unsettled (it was not closed).
             breaker.record_success(now)
-            self._outliers.record_success(name, now, latency_s)
+            if self._outliers.record_success(name, now, latency_s):
+                self._unsettled.add(name)  # ejected for its latency
         else:
             # Overloaded or cancelled: no verdict on the endpoint's health, only the probe slot is freed.
             breaker.record_cancelled()
@@ -170,8 +201,9 @@ class PoolHealth:
             active.fails = 0
             if not active.healthy and active.passes >= self.config.healthy_threshold:
                 active.healthy = True
-                active.returned_at = self._clock()
+                active.returned_at = self._clock()  # unsettled since its first failed probe: stays so
         else:
+            self._unsettled.add(name)
             active.fails += 1
             active.passes = 0
             if active.healthy and active.fails >= self.config.unhealthy_threshold:
@@ -190,7 +222,7 @@ def pick_with_permit(
     An endpoint whose breaker refuses (a half-open probe slot taken since the view was made) is dropped and the
     picker asked again. The returned endpoint holds a permit: report its attempt with :meth:`PoolHealth.report`.
     """
-    remaining = [health.view(c) for c in candidates]
+    remaining = health.views(candidates)
     while True:
         chosen = picker.pick(remaining, request)
         if chosen is None or health.try_begin(chosen.name):

@@ -23,8 +23,8 @@ class Endpoint:
     """One upstream server. ``url`` is its base URL including ``/v1``; ``inflight``/``inflight_tokens`` count
     the gateway's open requests to it (and their estimated tokens). ``up`` mirrors ``tokenyard_backend_up``."""
 
-    __slots__ = ("_inflight_gauge", "_up_gauge", "inflight", "inflight_tokens", "name", "up", "url", "weight",
-                 "zone")
+    __slots__ = ("_inflight_gauge", "_up_gauge", "_view", "inflight", "inflight_tokens", "name", "up", "url",
+                 "weight", "zone")
 
     def __init__(self, config: EndpointConfig, metrics: GatewayMetrics) -> None:
         self.name = config.name or config.url
@@ -34,6 +34,7 @@ class Endpoint:
         self.up = True
         self.inflight = 0
         self.inflight_tokens = 0
+        self._view: EndpointView | None = None  # the last view, while nothing in it changed
         self._up_gauge = metrics.backend_up.labels(self.name)
         self._inflight_gauge = metrics.backend_inflight.labels(self.name)
         self._up_gauge.set(1)
@@ -52,15 +53,25 @@ class Endpoint:
     def acquire(self, tokens: int = 0) -> None:
         self.inflight += 1
         self.inflight_tokens += tokens
+        self._view = None
 
     def release(self, tokens: int = 0) -> None:
         self.inflight -= 1
         self.inflight_tokens -= tokens
+        self._view = None
 
     def view(self, load: BackendLoad | None) -> EndpointView:
-        """This endpoint as a picker sees it (health fields are filled in by ``PoolHealth.view``)."""
-        return EndpointView(name=self.name, url=self.url, weight=float(self.weight), zone=self.zone,
-                            inflight_requests=self.inflight, inflight_tokens=self.inflight_tokens, load=load)
+        """This endpoint as a picker sees it (health fields are filled in by ``PoolHealth.views``).
+
+        Every request asks every endpoint of its pool for a view, and most endpoints have not changed since the
+        last request: the view is kept until the in-flight counts or the scraped load change.
+        """
+        view = self._view
+        if view is None or view.load is not load:
+            view = self._view = EndpointView(
+                name=self.name, url=self.url, weight=float(self.weight), zone=self.zone,
+                inflight_requests=self.inflight, inflight_tokens=self.inflight_tokens, load=load)
+        return view
 
 
 def health_config(routing: RoutingConfig) -> HealthConfig:

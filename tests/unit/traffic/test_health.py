@@ -166,3 +166,36 @@ def test_pick_with_permit_skips_a_refused_breaker() -> None:
     assert sorted(names) == ["e0", "e1"]
     health.try_begin("e1")
     assert pick_with_permit(picker, health, [EndpointView(name="e0")], RequestFeatures()) is None
+
+
+def test_views_match_one_view_per_endpoint_through_any_history() -> None:
+    """``views`` skips the health fields of endpoints in the clear; it must answer exactly as ``view`` does."""
+    import random
+
+    rng = random.Random(7)
+    clock = Clock()
+    config = HealthConfig(
+        unhealthy_threshold=2, healthy_threshold=1,
+        outlier=OutlierConfig(consecutive_failures=2, base_ejection_s=3, max_ejection_s=12, max_ejected_share=0.5,
+                              latency_factor=2.0, latency_margin_s=0.01, latency_min_samples=2, latency_min_pool=2),
+        breaker=BreakerConfig(failure_threshold=3, open_s=2, half_open_probes=1, success_threshold=1),
+        slow_start=SlowStart(window_s=4, floor=0.2),
+    )
+    health = pool(clock, 5, config)
+    candidates = [EndpointView(name=f"e{i}") for i in range(5)] + [
+        EndpointView(name="e1", healthy=False), EndpointView(name="e2", slow_start=0.5), EndpointView(name="nope")]
+    outcomes = list(Outcome)
+    cleared = 0
+    for step in range(4000):
+        name = f"e{rng.randrange(5)}"
+        action = rng.random()
+        if action < 0.15:
+            clock.now += rng.choice((0.05, 0.5, 1.0, 3.0, 6.0))
+        elif action < 0.3:
+            health.record_probe(name, rng.random() < 0.7)
+        elif health.try_begin(name):
+            latency = rng.choice((0.01, 0.02, 0.2)) if name == "e3" else 0.01
+            health.report(name, rng.choice(outcomes) if rng.random() < 0.4 else Outcome.SUCCESS, latency)
+        assert health.views(candidates) == [health.view(c) for c in candidates], step
+        cleared += not health._unsettled
+    assert 0 < cleared < 4000  # both paths were taken: with every endpoint settled, and with some not
