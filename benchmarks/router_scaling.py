@@ -6,20 +6,18 @@ engine and the attempt's end, for 1 to 256 endpoints and each picker kind.
 The upstream is a stub that answers at once, so only the router's own work is timed: ``Router.open`` and
 ``Attempt.finish`` per request, in process, on uvloop. Each request takes an in-flight slot on the endpoint it
 picked and gives it back, as real traffic does. Each case is timed three times; the fastest counts (the others
-met the machine's noise, not the router's cost). ``--baseline`` runs the same measurement in a second process on
-another checkout's ``src/`` and prints the ratio. Prints a markdown table.
+met the machine's noise, not the router's cost). ``--baseline`` measures another checkout's ``src/`` too, in a
+second worker process, alternating with this one case by case, and prints the ratio. Prints a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -66,7 +64,7 @@ class _StubClient:
 
 
 async def per_request_us(picker: str, size: int, requests: int) -> float:
-    """Microseconds of router work per request for a pool of ``size`` endpoints using ``picker``."""
+    """Microseconds of router work per request for a pool of ``size`` endpoints using ``picker`` (one timing)."""
     config = parse_config({
         "listen": {"host": "127.0.0.1", "port": 0},
         "routing": {"health": {"enabled": False}, "scrape_interval_ms": 0},
@@ -89,46 +87,68 @@ async def per_request_us(picker: str, size: int, requests: int) -> float:
 
     for i in range(min(500, requests)):
         await one(i)
-    best = float("inf")
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        for i in range(requests):
-            await one(i)
-        best = min(best, time.perf_counter() - start)
-    return best / requests * 1e6
+    start = time.perf_counter()
+    for i in range(requests):
+        await one(i)
+    return (time.perf_counter() - start) / requests * 1e6
 
 
-async def measure(requests: int) -> dict[str, float]:
-    return {f"{picker}/{size}": await per_request_us(picker, size, requests) for picker in PICKERS for size in SIZES}
+class Worker:
+    """A process measuring one checkout's router (its ``src/``, or this one's): a case per line on stdin."""
+
+    def __init__(self, src: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker"], env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def measure(self, picker: str, size: int, requests: int) -> float:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{picker} {size} {requests}\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
 
 
-def baseline_results(checkout: str, requests: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(Path(checkout).resolve() / "src")}
-    out = subprocess.run([sys.executable, __file__, "--requests", str(requests), "--json"], env=env, check=True,
-                         capture_output=True, text=True, timeout=600).stdout
-    results: dict[str, float] = json.loads(out)
-    return results
+def serve_cases() -> None:
+    """The worker's loop: one timing per line read."""
+    for line in sys.stdin:
+        picker, size, requests = line.split()
+        print(run(per_request_us(picker, int(size), int(requests))), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=2000, help="timed requests per repeat of a case")
     parser.add_argument("--baseline", metavar="CHECKOUT", help="also measure another checkout (its src/)")
-    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    now = run(measure(args.requests))
-    if args.json:
-        print(json.dumps(now))
+    if args.worker:
+        serve_cases()
         return
-    base: dict[str, Any] = baseline_results(args.baseline, args.requests) if args.baseline else {}
-    print("| picker | endpoints | us/request" + (" | baseline us/request | baseline / now |" if base else " |"))
-    print("|---|---|---|" + ("---|---|" if base else ""))
-    for key, us in now.items():
-        picker, size = key.split("/")
-        row = f"| {picker} | {size} | {us:.0f}"
-        if base:
-            row += f" | {base[key]:.0f} | {base[key] / us:.2f}x"
-        print(row + " |")
+    workers = {"now": Worker(Path(__file__).resolve().parents[1] / "src")}
+    if args.baseline:
+        workers["baseline"] = Worker(Path(args.baseline).resolve() / "src")
+    try:
+        print("| picker | endpoints | us/request" + (" | baseline us/request | baseline / now |" if args.baseline
+                                                     else " |"))
+        print("|---|---|---|" + ("---|---|" if args.baseline else ""))
+        for picker in PICKERS:
+            for size in SIZES:
+                best = dict.fromkeys(workers, float("inf"))
+                for _ in range(REPEATS):  # alternating, so a slow stretch of the machine hits both alike
+                    for name, worker in workers.items():
+                        best[name] = min(best[name], worker.measure(picker, size, args.requests))
+                row = f"| {picker} | {size} | {best['now']:.0f}"
+                if args.baseline:
+                    row += f" | {best['baseline']:.0f} | {best['baseline'] / best['now']:.2f}x"
+                print(row + " |", flush=True)
+    finally:
+        for worker in workers.values():
+            worker.close()
 
 
 if __name__ == "__main__":

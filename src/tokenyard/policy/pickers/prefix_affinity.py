@@ -9,7 +9,7 @@ instead of overloading one server.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from tokenyard.policy.consistent_hash import DEFAULT_LOAD_FACTOR, DEFAULT_VNODES, bounded_walk
 from tokenyard.policy.pickers.base import available
@@ -61,17 +61,18 @@ class PrefixAffinityPicker:
     def filter(self, candidates: Sequence[EndpointView], request: RequestFeatures) -> list[EndpointView]:
         return available(candidates)
 
-    def _order(self, pool: Sequence[EndpointView], request: RequestFeatures) -> list[str]:
+    def _walk(self, pool: Sequence[EndpointView], request: RequestFeatures) -> Iterator[str]:
+        """The endpoints in bounded ring order for the request's prefix (lazy: a pick needs only the first)."""
         ring = self._rings.ring(pool)
         loads = {e.name: float(e.inflight_requests) for e in pool}
         capacity = {e.name: e.effective_weight for e in pool}
         key = prefix_key(request.prompt_prefix, self._prefix_tokens, self._block_tokens)
-        return list(bounded_walk(ring, key, loads, self._c, capacity))
+        return bounded_walk(ring, key, loads, self._c, capacity)
 
     def score(self, candidates: Sequence[EndpointView], request: RequestFeatures) -> dict[str, float]:
         if not request.prompt_prefix:
             return self._fallback.score(candidates, request)
-        order = self._order(candidates, request)
+        order = list(self._walk(candidates, request))
         scores = dict.fromkeys((c.name for c in candidates), 0.0)
         for rank, name in enumerate(order):
             scores[name] = 1.0 - rank / len(candidates)
@@ -81,6 +82,7 @@ class PrefixAffinityPicker:
         pool = self.filter(candidates, request)
         if not pool or not request.prompt_prefix:
             return self._fallback.pick(pool, request)
-        order = self._order(pool, request)
-        by_name = {e.name: e for e in pool}
-        return by_name[order[0]] if order else self._fallback.pick(pool, request)
+        first = next(self._walk(pool, request), None)
+        if first is None:
+            return self._fallback.pick(pool, request)
+        return next(e for e in pool if e.name == first)
