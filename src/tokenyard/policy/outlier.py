@@ -12,7 +12,7 @@ active health checks still mark it down).
 from __future__ import annotations
 
 import math
-import statistics
+from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -53,11 +53,20 @@ class OutlierDetector:
     def __init__(self, members: Iterable[str], config: OutlierConfig | None = None) -> None:
         self.config = config or OutlierConfig()
         self._state: dict[str, _Endpoint] = {name: _Endpoint() for name in members}
+        # The latency EWMAs of the endpoints with enough samples, kept sorted: the pool median at every success
+        # is then an index, not a sort of the whole pool. Every change of an EWMA or a sample count goes through
+        # _unsample (before) and _sample (after).
+        self._sampled = self._all_sampled()
+
+    def _all_sampled(self) -> list[float]:
+        least = self.config.latency_min_samples
+        return sorted(s.latency_ewma for s in self._state.values() if s.samples >= least)
 
     def set_members(self, members: Iterable[str]) -> None:
         """Follow a pool change: keep the state of those that stay, start fresh for new ones."""
         names = list(members)
         self._state = {name: self._state.get(name, _Endpoint()) for name in names}
+        self._sampled = self._all_sampled()
 
     def is_ejected(self, name: str, now: float) -> bool:
         state = self._state.get(name)
@@ -93,8 +102,10 @@ class OutlierDetector:
         if latency_s is None or self.is_ejected(name, now):
             return False
         alpha = self.config.ewma_alpha
+        self._unsample(state)
         state.latency_ewma = latency_s if state.samples == 0 else alpha * latency_s + (1 - alpha) * state.latency_ewma
         state.samples += 1
+        self._sample(state)
         if self._is_latency_outlier(state):
             return self._eject(name, state, now)
         return False
@@ -103,11 +114,23 @@ class OutlierDetector:
         cfg = self.config
         if state.samples < cfg.latency_min_samples:
             return False
-        sampled = [s.latency_ewma for s in self._state.values() if s.samples >= cfg.latency_min_samples]
-        if len(sampled) < cfg.latency_min_pool:
+        sampled = self._sampled
+        size = len(sampled)
+        if size < cfg.latency_min_pool:
             return False
-        median = statistics.median(sampled)
+        middle = size // 2
+        median = sampled[middle] if size % 2 else (sampled[middle - 1] + sampled[middle]) / 2
         return state.latency_ewma > cfg.latency_factor * median and state.latency_ewma - median >= cfg.latency_margin_s
+
+    def _unsample(self, state: _Endpoint) -> None:
+        """Take the endpoint's EWMA out of the sorted samples (before it changes or is reset)."""
+        if state.samples >= self.config.latency_min_samples:
+            del self._sampled[bisect_left(self._sampled, state.latency_ewma)]
+
+    def _sample(self, state: _Endpoint) -> None:
+        """Put the endpoint's EWMA into the sorted samples (after it changed), once it has enough samples."""
+        if state.samples >= self.config.latency_min_samples:
+            insort(self._sampled, state.latency_ewma)
 
     def _eject(self, name: str, state: _Endpoint, now: float) -> bool:
         allowed = math.floor(self.config.max_ejected_share * len(self._state))
@@ -121,8 +144,10 @@ class OutlierDetector:
         state.ejected_until = now + min(cfg.max_ejection_s, cfg.base_ejection_s * state.ejections)
         state.consecutive = 0
         # Judge a returning endpoint on fresh latency, not on the samples that got it ejected.
+        self._unsample(state)
         state.samples = 0
         state.latency_ewma = 0.0
+        self._sample(state)
         return True
 
     def ejection_count(self, name: str) -> int:

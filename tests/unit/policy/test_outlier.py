@@ -101,3 +101,34 @@ def test_members_change_keeps_state_of_those_that_stay() -> None:
 def test_invalid() -> None:
     with pytest.raises(ValueError):
         OutlierConfig(max_ejected_share=2.0)
+
+
+@pytest.mark.parametrize("min_samples", [0, 1, 3])
+def test_sorted_samples_follow_every_change(min_samples: int) -> None:
+    """The pool median comes from a sorted list kept up to date; it must always equal a fresh sort."""
+    import random
+    import statistics
+
+    rng = random.Random(min_samples)
+    config = OutlierConfig(consecutive_failures=2, base_ejection_s=2, max_ejection_s=8, latency_min_samples=min_samples,
+                           latency_min_pool=2, latency_factor=2.0, latency_margin_s=0.01)
+    d = detector(6, config)
+    ejections = 0
+    for step in range(3000):
+        now = step * 0.05
+        name = f"e{rng.randrange(6)}"
+        if rng.random() < 0.1:
+            d.record_failure(name, now)
+        else:
+            latency = rng.choice((0.01, 0.012, 0.015)) * (8 if name == "e5" else 1)
+            ejections += d.record_success(name, now, latency)
+        if rng.random() < 0.01:
+            d.set_members([f"e{i}" for i in range(6)])
+        fresh = sorted(s.latency_ewma for s in d._state.values() if s.samples >= min_samples)
+        assert d._sampled == fresh, step
+        if len(fresh) >= 2:
+            middle = len(d._sampled) // 2
+            odd = len(d._sampled) % 2
+            ours = d._sampled[middle] if odd else (d._sampled[middle - 1] + d._sampled[middle]) / 2
+            assert ours == statistics.median(fresh)
+    assert ejections > 0  # the slow endpoint was ejected for its latency along the way
