@@ -320,11 +320,14 @@ class Router:
 
     async def _run(self, retries: RequestRetries, asked: Pool, path: str, body: bytes, headers: dict[str, str],
                    req: RouteRequest, keep: list[Attempt]) -> Attempt:
-        load = self._scraper.latest if self._scraper is not None else _no_load
+        scraper = self._scraper
 
         def choose(pool_name: str, tried: frozenset[str]) -> EndpointView | None:
             pool = self.pools[pool_name]
-            views = [e.view(load(e.name)) for e in pool.endpoints if e.name not in tried]
+            if scraper is None:
+                views = [e.view(None) for e in pool.endpoints if e.name not in tried]
+            else:
+                views = [e.view(scraper.latest(e.name)) for e in pool.endpoints if e.name not in tried]
             return pick_with_permit(pool.picker, pool.health, views, req.features)
 
         def remaining() -> float | None:
@@ -486,11 +489,6 @@ class Router:
             if response.status in policy.retry_on_status:
                 raise _FailedAnswer(AttemptFailure(outcome, response.status), attempt)
         return attempt
-
-
-def _no_load(name: str) -> None:
-    """The scraped load of an endpoint when no pool scrapes: none."""
-    return None
 
 
 def _view_name(view: EndpointView) -> str:

@@ -40,8 +40,10 @@ class LeastLoadPicker(ScoringPicker):
         pool = self.filter(candidates, request)
         if len(pool) < 2:
             return pool[0] if pool else None
-        per_request = self._tokens_per_request
-        costs = [outstanding_cost(c, per_request) for c in pool]
+        per_request = max(self._tokens_per_request, 1.0)
+        # outstanding_cost inlined (the same arithmetic): this runs for every endpoint on every request.
+        costs = [(c.inflight_requests + c.inflight_tokens / per_request) / max(c.weight * c.slow_start, 1e-9)
+                 for c in pool]
         low = min(costs)
         high = max(costs)
         if high <= low:
