@@ -143,11 +143,17 @@ class PoolHealth:
             return endpoint
         return dataclasses.replace(endpoint, healthy=healthy, ejected=ejected, slow_start=factor)
 
-    def views(self, candidates: Iterable[EndpointView]) -> list[EndpointView]:
-        """``[self.view(c) for c in candidates]``, computing fields only for endpoints not in the clear."""
+    def views(self, candidates: Iterable[EndpointView], as_listed: bool = False) -> list[EndpointView]:
+        """``[self.view(c) for c in candidates]``, computing fields only for endpoints not in the clear.
+
+        ``as_listed``: the candidates are this pool's members as their endpoints list them (health fields at their
+        defaults), so with every endpoint in the clear they are returned as they are, without a look at each.
+        """
         unsettled = self._unsettled
         if unsettled:
             self._settle(self._clock())
+        elif as_listed:
+            return list(candidates)
         known = self._active
         out = []
         for candidate in candidates:
@@ -215,14 +221,16 @@ class PoolHealth:
 
 
 def pick_with_permit(
-    picker: Picker, health: PoolHealth, candidates: Iterable[EndpointView], request: RequestFeatures
+    picker: Picker, health: PoolHealth, candidates: Iterable[EndpointView], request: RequestFeatures,
+    as_listed: bool = False,
 ) -> EndpointView | None:
     """Fill in health, let ``picker`` choose, and take the chosen endpoint's circuit-breaker permit.
 
     An endpoint whose breaker refuses (a half-open probe slot taken since the view was made) is dropped and the
     picker asked again. The returned endpoint holds a permit: report its attempt with :meth:`PoolHealth.report`.
+    ``as_listed`` as in :meth:`PoolHealth.views`.
     """
-    remaining = health.views(candidates)
+    remaining = health.views(candidates, as_listed)
     while True:
         chosen = picker.pick(remaining, request)
         if chosen is None or health.try_begin(chosen.name):

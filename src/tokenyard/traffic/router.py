@@ -324,10 +324,10 @@ class Router:
 
         def choose(pool_name: str, tried: frozenset[str]) -> EndpointView | None:
             pool = self.pools[pool_name]
-            if scraper is None:
-                views = [e.view(None) for e in pool.endpoints if e.name not in tried]
-            else:
-                views = [e.view(scraper.latest(e.name)) for e in pool.endpoints if e.name not in tried]
+            if scraper is None:  # the pool's own list of its endpoints' views, current as they are
+                views = pool.views if not tried else [v for v in pool.views if v.name not in tried]
+                return pick_with_permit(pool.picker, pool.health, views, req.features, as_listed=True)
+            views = [e.view(scraper.latest(e.name)) for e in pool.endpoints if e.name not in tried]
             return pick_with_permit(pool.picker, pool.health, views, req.features)
 
         def remaining() -> float | None:

@@ -23,8 +23,8 @@ class Endpoint:
     """One upstream server. ``url`` is its base URL including ``/v1``; ``inflight``/``inflight_tokens`` count
     the gateway's open requests to it (and their estimated tokens). ``up`` mirrors ``tokenyard_backend_up``."""
 
-    __slots__ = ("_inflight_gauge", "_up_gauge", "_view", "inflight", "inflight_tokens", "name", "up", "url",
-                 "weight", "zone")
+    __slots__ = ("_inflight_gauge", "_places", "_up_gauge", "_view", "inflight", "inflight_tokens", "name", "up",
+                 "url", "weight", "zone")
 
     def __init__(self, config: EndpointConfig, metrics: GatewayMetrics) -> None:
         self.name = config.name or config.url
@@ -35,6 +35,7 @@ class Endpoint:
         self.inflight = 0
         self.inflight_tokens = 0
         self._view: EndpointView | None = None  # the last view, while nothing in it changed
+        self._places: list[tuple[list[EndpointView], int]] = []  # where pools list this endpoint's view
         self._up_gauge = metrics.backend_up.labels(self.name)
         self._inflight_gauge = metrics.backend_inflight.labels(self.name)
         self._up_gauge.set(1)
@@ -53,12 +54,24 @@ class Endpoint:
     def acquire(self, tokens: int = 0) -> None:
         self.inflight += 1
         self.inflight_tokens += tokens
-        self._view = None
+        self._changed()
 
     def release(self, tokens: int = 0) -> None:
         self.inflight -= 1
         self.inflight_tokens -= tokens
+        self._changed()
+
+    def listed_at(self, views: list[EndpointView], index: int) -> None:
+        """A pool lists this endpoint's view at ``views[index]``: keep it current there."""
+        self._places.append((views, index))
+        views[index] = self.view(None)
+
+    def _changed(self) -> None:
         self._view = None
+        if self._places:
+            view = self.view(None)
+            for views, index in self._places:
+                views[index] = view
 
     def view(self, load: BackendLoad | None) -> EndpointView:
         """This endpoint as a picker sees it (health fields are filled in by ``PoolHealth.views``).
@@ -96,7 +109,7 @@ class Pool:
     names it accepts (None: any name, used when no upstream could be asked at start).
     """
 
-    __slots__ = ("by_name", "config", "endpoints", "health", "known_models", "name", "picker")
+    __slots__ = ("by_name", "config", "endpoints", "health", "known_models", "name", "picker", "views")
 
     def __init__(self, name: str, config: ModelConfig, endpoints: list[Endpoint], health: PoolHealth,
                  picker: Picker) -> None:
@@ -104,6 +117,11 @@ class Pool:
         self.config = config
         self.endpoints = endpoints
         self.by_name = {e.name: e for e in endpoints}
+        # Every endpoint's current view (no scraped load), kept current by the endpoints as their in-flight counts
+        # change: a request reads it whole instead of asking each endpoint. Read it; never change it.
+        self.views: list[EndpointView] = [e.view(None) for e in endpoints]
+        for index, endpoint in enumerate(endpoints):
+            endpoint.listed_at(self.views, index)
         self.health = health
         self.picker = picker
         self.known_models: frozenset[str] | None = None

@@ -197,5 +197,7 @@ def test_views_match_one_view_per_endpoint_through_any_history() -> None:
             latency = rng.choice((0.01, 0.02, 0.2)) if name == "e3" else 0.01
             health.report(name, rng.choice(outcomes) if rng.random() < 0.4 else Outcome.SUCCESS, latency)
         assert health.views(candidates) == [health.view(c) for c in candidates], step
+        listed = candidates[:5]  # the members as their endpoints list them: health fields at their defaults
+        assert health.views(listed, as_listed=True) == [health.view(c) for c in listed], step
         cleared += not health._unsettled
     assert 0 < cleared < 4000  # both paths were taken: with every endpoint settled, and with some not
