@@ -163,6 +163,8 @@ class Router:
         self._scraper: LoadScraper | None = None
         self._gauges: asyncio.Task[None] | None = None
         self._endpoints = {e.name: e for pool in pools.values() for e in pool.endpoints}
+        # The pools whose picker reads the backends' scraped load (the others pick from the pools' own view lists).
+        self._scraped_pools = frozenset(name for name, pool in pools.items() if pool.config.picker == "p2c")
         self.budget: EndpointBudget | None = None  # set by the gateway when the budget is shared (ScaleOut)
 
     # ----- lifecycle -----
@@ -192,8 +194,7 @@ class Router:
                 checker = ActiveHealthChecker(pool.health, targets, probe)
                 checker.start()
                 self._checkers.append(checker)
-        scraped = {e.name: metrics_url(e.url) for pool in self.pools.values() if pool.config.picker == "p2c"
-                   for e in pool.endpoints}
+        scraped = {e.name: metrics_url(e.url) for name in self._scraped_pools for e in self.pools[name].endpoints}
         if scraped and routing.scrape_interval_ms > 0:
             interval = routing.scrape_interval_ms / 1000.0
             self._scraper = LoadScraper(session, scraped, ScrapeConfig(interval_s=interval,
@@ -324,7 +325,7 @@ class Router:
 
         def choose(pool_name: str, tried: frozenset[str]) -> EndpointView | None:
             pool = self.pools[pool_name]
-            if scraper is None:  # the pool's own list of its endpoints' views, current as they are
+            if scraper is None or pool_name not in self._scraped_pools:  # the pool's list of current views
                 views = pool.views if not tried else [v for v in pool.views if v.name not in tried]
                 return pick_with_permit(pool.picker, pool.health, views, req.features, as_listed=True)
             views = [e.view(scraper.latest(e.name)) for e in pool.endpoints if e.name not in tried]
