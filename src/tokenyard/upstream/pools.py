@@ -76,8 +76,8 @@ class Endpoint:
     def view(self, load: BackendLoad | None) -> EndpointView:
         """This endpoint as a picker sees it (health fields are filled in by ``PoolHealth.views``).
 
-        Every request asks every endpoint of its pool for a view, and most endpoints have not changed since the
-        last request: the view is kept until the in-flight counts or the scraped load change.
+        Requests to a pool whose picker reads scraped load ask every endpoint for a view, and most endpoints have
+        not changed since the last request: the view is kept until the in-flight counts or the scraped load change.
         """
         view = self._view
         if view is None or view.load is not load:
