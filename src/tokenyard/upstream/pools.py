@@ -61,10 +61,10 @@ class Endpoint:
         self.inflight_tokens -= tokens
         self._changed()
 
-    def listed_at(self, views: list[EndpointView], index: int) -> None:
-        """A pool lists this endpoint's view at ``views[index]``: keep it current there."""
-        self._places.append((views, index))
-        views[index] = self.view(None)
+    def list_in(self, views: list[EndpointView]) -> None:
+        """Append this endpoint's view to a pool's list, and keep it current there."""
+        self._places.append((views, len(views)))
+        views.append(self.view(None))
 
     def _changed(self) -> None:
         self._view = None
@@ -119,9 +119,9 @@ class Pool:
         self.by_name = {e.name: e for e in endpoints}
         # Every endpoint's current view (no scraped load), kept current by the endpoints as their in-flight counts
         # change: a request reads it whole instead of asking each endpoint. Read it; never change it.
-        self.views: list[EndpointView] = [e.view(None) for e in endpoints]
-        for index, endpoint in enumerate(endpoints):
-            endpoint.listed_at(self.views, index)
+        self.views: list[EndpointView] = []
+        for endpoint in endpoints:
+            endpoint.list_in(self.views)
         self.health = health
         self.picker = picker
         self.known_models: frozenset[str] | None = None
