@@ -341,10 +341,11 @@ class Router:
                 self._discard(keep, exclude=None)
             pool = self.pools[pool_name]
             attempt_body = body if pool is asked else self._renamed(body, pool, asked, req.features.model)
-            if self.budget is None:
+            budget = self.budget
+            if budget is None:
                 endpoint, lease = pool.by_name[view.name], None
             else:
-                endpoint, lease = await self._leased(pool, view.name, req, retries.tried())
+                endpoint, lease = await self._leased(budget, pool, view.name, req, retries.tried())
             try:
                 if req.trace is None:
                     attempt = await self._send_once(pool, endpoint, path, attempt_body, headers, req, retries.policy)
@@ -392,13 +393,12 @@ class Router:
                 loser(1)
         return winner
 
-    async def _leased(self, pool: Pool, chosen: str, req: RouteRequest, tried: frozenset[str]
-                      ) -> tuple[Endpoint, str | None]:
-        """The endpoint to send to and its shared budget lease (None: no budget). ``chosen`` (the picker's, holding
-        a breaker permit) when it has a free slot, else the least busy other routable endpoint of the pool that
-        has one (its permit is taken, ``chosen``'s given back); waits while all are full (``EndpointBudget``)."""
-        if self.budget is None:
-            return pool.by_name[chosen], None
+    async def _leased(self, budget: EndpointBudget, pool: Pool, chosen: str, req: RouteRequest,
+                      tried: frozenset[str]) -> tuple[Endpoint, str | None]:
+        """The endpoint to send to and its lease in the shared ``budget`` (None: none held, see
+        ``EndpointBudget.acquire``). ``chosen`` (the picker's, holding a breaker permit) when it has a free slot,
+        else the least busy other routable endpoint of the pool that has one (its permit is taken, ``chosen``'s
+        given back); waits while all are full."""
 
         def others() -> list[str]:
             names = [e for e in pool.endpoints if e.name not in tried and e.name != chosen and e.weight > 0
@@ -409,7 +409,7 @@ class Router:
             return pool.health.try_begin(name)
 
         try:
-            name, lease = await self.budget.acquire(chosen, others, claim, req.deadline)
+            name, lease = await budget.acquire(chosen, others, claim, req.deadline)
         except BaseException:
             pool.health.report(chosen, Outcome.CANCELLED)  # the picker's permit: no attempt was made
             raise
