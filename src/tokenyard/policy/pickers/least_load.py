@@ -32,23 +32,3 @@ class LeastLoadPicker(ScoringPicker):
 
     def score(self, candidates: Sequence[EndpointView], request: RequestFeatures) -> dict[str, float]:
         return normalise_inverse({c.name: outstanding_cost(c, self._tokens_per_request) for c in candidates})
-
-    def pick(self, candidates: Sequence[EndpointView], request: RequestFeatures) -> EndpointView | None:
-        """The scoring skeleton's choice in one pass over the costs (it runs for every request, over every
-        endpoint): the best score is that of the lowest cost, so the ties are the costs that score within 1e-12
-        of it, computed as ``normalise_inverse`` does."""
-        pool = self.filter(candidates, request)
-        if len(pool) < 2:
-            return pool[0] if pool else None
-        per_request = max(self._tokens_per_request, 1.0)
-        # outstanding_cost inlined (the same arithmetic): this runs for every endpoint on every request.
-        costs = [(c.inflight_requests + c.inflight_tokens / per_request) / max(c.weight * c.slow_start, 1e-9)
-                 for c in pool]
-        low = min(costs)
-        high = max(costs)
-        if high <= low:
-            top = pool
-        else:
-            span = high - low
-            top = [c for c, cost in zip(pool, costs, strict=True) if (high - cost) / span >= 1.0 - 1e-12]
-        return top[0] if len(top) == 1 else self._rng.choice(top)
