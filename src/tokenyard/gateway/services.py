@@ -9,7 +9,6 @@ import logging
 from tokenyard.cache.service import ResponseCache
 from tokenyard.config import PASS_THROUGH_MODEL, GatewayConfig
 from tokenyard.gateway.context import RequestContext
-from tokenyard.gateway.ledger import Ledger
 from tokenyard.gateway.resume import ResumeRegistry
 from tokenyard.gateway.stages.chain import Next, build_chain
 from tokenyard.security.service import SecurityService
@@ -34,11 +33,6 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.tracing = build_tracing(config.telemetry)  # None unless telemetry.otlp_endpoint is set
         self.client = UpstreamClient(config.timeouts)
-        # Per-request bookkeeping, settled while a request waits for its model (gateway/ledger.py); before any
-        # read of the metrics, and at close.
-        self.ledger = Ledger()
-        self.client.h1.after_send = self.ledger.settle
-        self.metrics.before_collect = self.ledger.settle
         self.pools: dict[str, Pool] = build_pools(config.models, self.metrics, config.routing)
         self.router = Router(self.client, self.pools, config, self.metrics)
         self.inflight: dict[str, RequestContext] = {}
@@ -76,7 +70,6 @@ class Gateway:
         await self.scaleout.close()
         await self.client.close()
         await self.security.close()
-        self.ledger.close()
         if self.access_log is not None:
             self.access_log.close()
         if self.tracing is not None:

@@ -7,11 +7,7 @@ request: ``series(model, class)`` returns a cached ``RequestSeries`` holding the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 OUTCOMES: tuple[str, ...] = (
     "completed",
@@ -51,33 +47,12 @@ class RequestSeries:
         self.completion_tokens = metrics.tokens.labels(model, klass, "completion")
 
 
-class _BeforeCollect(Collector):
-    """A collector with no metrics of its own: it calls ``GatewayMetrics.before_collect`` when collected."""
-
-    def __init__(self, metrics: GatewayMetrics) -> None:
-        self._metrics = metrics
-
-    def describe(self) -> Iterable[Metric]:
-        return ()
-
-    def collect(self) -> Iterable[Metric]:
-        hook = self._metrics.before_collect
-        if hook is not None:
-            hook()
-        return ()
-
-
 class GatewayMetrics:
     """All gateway metrics on one registry. Traffic engineers add their metrics here, not in their modules."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
-        # Called before every read of the registry (the exposition, the dashboard, a test's get_sample_value): the
-        # gateway settles the requests whose bookkeeping is still owed (gateway/ledger.py), so a read after a
-        # response always counts it. Registered first: a registry collects in registration order.
-        self.before_collect: Callable[[], None] | None = None
-        r.register(_BeforeCollect(self))
         self.requests = Counter("tokenyard_requests", "Requests by model, class and outcome.",
                                 ("model", "class", "outcome"), registry=r)
         self.ttft = Histogram("tokenyard_time_to_first_token_seconds",

@@ -97,19 +97,12 @@ class Attempt:
         self._done = False
 
     def finish(self, outcome: str = "", ttft_at: float | None = None, observe: bool = True) -> dict[str, float]:
-        """The answer is over (``outcome`` as in the access log; ``ttft_at`` when the first token was relayed):
-        ``end`` and then ``phases``. Returns the phases (seconds); {} when the attempt had already ended."""
+        """The answer is over (``outcome`` as in the access log; ``ttft_at`` when the first token was relayed).
+
+        A stream the upstream broke off is reported to the pool's health. Returns the phases (seconds).
+        """
         if self._done:
             return {}
-        self.end(outcome, ttft_at)
-        return self.phases(observe)
-
-    def end(self, outcome: str = "", ttft_at: float | None = None) -> None:
-        """What may not wait once the answer is over: the endpoint's in-flight slot and shared budget lease are
-        freed, a stream the upstream broke off is reported to the pool's health, and the phase clock stops (with
-        the connection's TCP_INFO, before another request can use it). Only the first call counts."""
-        if self._done:
-            return
         self._done = True
         self.endpoint.release(self.tokens)
         if self.lease is not None and self._router.budget is not None:
@@ -118,10 +111,6 @@ class Attempt:
             self.pool.health.report(self.endpoint.name, Outcome.FAILURE)
             self._router.refresh_gauges()
         self.clock.at_end(monotonic(), ttft_at, *self.response.tcp_sample())
-
-    def phases(self, observe: bool = True) -> dict[str, float]:
-        """The ended attempt's time by phase (seconds), observed in ``tokenyard_upstream_phase_seconds`` and
-        ``tokenyard_upstream_tcp_retransmits_total`` unless ``observe`` is false. Bookkeeping: it may wait."""
         phases = self.clock.phases()
         if observe:
             self._router.observe_phases(self.endpoint.name, phases, self.clock.retransmits)

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from time import monotonic
 from urllib.parse import urlsplit
@@ -55,9 +54,6 @@ class H1Client:
         self._idle: dict[tuple[str, str, int], deque[H1Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._busy: set[H1Connection] = set()
-        # Called once a request is on the wire and its answer is awaited: the loop is free until the upstream
-        # answers, so the gateway settles its deferred bookkeeping there (gateway/ledger.py).
-        self.after_send: Callable[[], None] | None = None
         self._ssl: ssl.SSLContext | None = None
         self.connections_opened = 0
 
@@ -78,8 +74,6 @@ class H1Client:
                 answered = conn.send(head)
                 assert conn.transport is not None
                 conn.transport.write(body)
-            if self.after_send is not None:
-                self.after_send()
             response = await answered
             response.connect_s = connect_s
             return response

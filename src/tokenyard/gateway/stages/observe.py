@@ -32,7 +32,6 @@ def observe_stage(gw: Gateway) -> Stage:
     metrics = gw.metrics
     access_log = gw.access_log
     tracing = gw.tracing
-    ledger = gw.ledger
 
     async def observe(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
         nonlocal counter
@@ -82,25 +81,16 @@ def observe_stage(gw: Gateway) -> Stage:
         finally:
             if gw.inflight.get(ctx.request_id) is ctx:
                 del gw.inflight[ctx.request_id]
-            # After the response is written (the server, native or aiohttp, writes a returned response in this same
-            # task step; call_soon comes after it): free what the attempt holds at once, and owe the bookkeeping to
-            # the ledger, which settles it while the gateway waits for a model (gateway/ledger.py).
-            asyncio.get_running_loop().call_soon(release, ctx)
-            ledger.defer(account, ctx, monotonic())
-
-    def release(ctx: RequestContext) -> None:
-        """The ended request's upstream attempt gives back its endpoint slot and budget lease."""
-        attempt = ctx.attempt
-        if attempt is not None:
-            attempt.end(ctx.outcome, ctx.started + ctx.ttft if ctx.ttft is not None else None)
+            # The bookkeeping runs after the response is written (the server, native or aiohttp, writes a returned
+            # response in this same task step; call_soon comes after it), so the client never waits for it.
+            asyncio.get_running_loop().call_soon(account, ctx, monotonic())
 
     def account(ctx: RequestContext, end: float) -> None:
         """Metrics, access log and trace of an ended request; the upstream attempt's latency attribution."""
         try:
             attempt = ctx.attempt
             if attempt is not None:
-                release(ctx)  # a no-op unless the ledger settled before release's call_soon ran
-                ctx.phases = attempt.phases()
+                ctx.phases = attempt.finish(ctx.outcome, ctx.started + ctx.ttft if ctx.ttft is not None else None)
                 ctx.tcp_retransmits = attempt.clock.retransmits
             series = metrics.series(ctx.model, ctx.klass)
             series.outcomes[ctx.outcome or "error"].inc()
