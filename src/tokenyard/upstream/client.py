@@ -11,6 +11,8 @@ by the router (see ``tokenyard.gateway.watchdog``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import aiohttp
 import msgspec
 
@@ -34,6 +36,10 @@ class UpstreamClient:
         self.timeouts = timeouts
         self._session: aiohttp.ClientSession | None = None
         self.h1 = H1Client(timeouts.connect_ms / 1000.0)
+        # ``await post(url, body, headers)``: send ``body`` and wait for the response head; the caller must
+        # ``close()`` or ``release()`` it. A cancellation while waiting closes the connection (the upstream sees
+        # the disconnect). The H1 client's own method, not a wrapper: one coroutine fewer on every request.
+        self.post: Callable[[str, bytes, dict[str, str]], Awaitable[H1Response]] = self.h1.post
 
     async def start(self) -> None:
         connect_s = self.timeouts.connect_ms / 1000.0
@@ -57,13 +63,6 @@ class UpstreamClient:
         if self._session is None:
             raise RuntimeError("UpstreamClient.start() was not awaited")
         return self._session
-
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> H1Response:
-        """Send ``body`` and wait for the response head. The caller must ``close()`` or ``release()`` it.
-
-        A cancellation while waiting closes the connection (the upstream sees the disconnect).
-        """
-        return await self.h1.post(url, body, headers)
 
     async def list_models(self, base_url: str, timeout_s: float = 5.0) -> list[str]:
         """The model ids ``GET {base_url}/models`` lists; raises on any failure."""

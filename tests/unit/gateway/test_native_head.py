@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenyard.gateway.native.head import MAX_FIELD_BYTES, Head, Malformed, parse_head
+from tokenyard.gateway.native.head import MAX_FIELD_BYTES, Head, Malformed, head_end, parse_head
 
 PATHS = frozenset((b"/v1/chat/completions", b"/v1/completions", b"/v1/embeddings"))
 LIMIT = 16384
@@ -81,3 +81,19 @@ def test_the_header_byte_limit_is_counted_as_the_http_guard_counts_it() -> None:
 def test_too_many_headers_are_handed_over() -> None:
     raw = head("POST /v1/chat/completions HTTP/1.1", *(f"X-H{i}: v" for i in range(200)))
     assert parse_head(raw, PATHS, 10**6) is None
+
+
+@pytest.mark.parametrize(("data", "end"), [
+    (b"POST / HTTP/1.1\r\nHost: gw\r\n\r\nbody", 29),  # CRLF: just past the blank line, the body not included
+    (b"POST / HTTP/1.1\nHost: gw\n\nbody", 26),  # bare LF: found too (the parser then refuses it, 400)
+    (b"POST / HTTP/1.1\r\nHost: gw\r\n\n", 28),  # mixed line ends
+    (b"POST / HTTP/1.1\nHost: gw\n\r\n", 27),
+    (b"a\n\nb\r\n\r\n", 3),  # the first blank line wins, whichever kind
+    (b"a\r\n\r\nb\n\n", 5),
+    (b"POST / HTTP/1.1\r\nHost: gw\r\n", -1),  # incomplete: wait for more bytes
+    (b"", -1),
+    (b"\r\n\r", -1),
+])
+def test_head_end_finds_the_first_blank_line_however_lines_end(data: bytes, end: int) -> None:
+    assert head_end(data) == end
+    assert head_end(bytearray(data)) == end

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -35,7 +34,7 @@ from aiohttp.tcp_helpers import tcp_keepalive
 from yarl import URL
 
 from tokenyard.gateway.errors import GatewayError
-from tokenyard.gateway.native.head import Head, Malformed, parse_head
+from tokenyard.gateway.native.head import Head, Malformed, head_end, parse_head
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 log = logging.getLogger("tokenyard.gateway")
@@ -44,7 +43,6 @@ READ_LIMIT = 2**16  # the body reader pauses the socket past twice this, as aioh
 PIPELINE_LIMIT = 2**16  # bytes of later requests buffered while one is served
 DISCARD_LIMIT = 2**16  # unread body bytes worth skipping to keep a connection; more: close it
 HEAD_LIMIT = 2**16  # a head not complete within this many bytes is aiohttp's to refuse
-_HEAD_END = re.compile(rb"\r?\n\r?\n")  # the first blank line, however its line ends are written
 
 
 class Settings:
@@ -172,12 +170,11 @@ class InferenceProtocol(BaseProtocol):
         buf = self._buf
         if not buf or self.transport is None:
             return
-        blank = _HEAD_END.search(buf)  # bare LF lines too: the parser refuses them (400), never a wait
-        if blank is None:
+        end = head_end(buf)  # bare LF lines too: the parser refuses them (400), never a wait
+        if end < 0:
             if len(buf) > HEAD_LIMIT:
                 self._hand_off()
             return
-        end = blank.end()
         settings = self._settings
         head = parse_head(bytes(buf[:end]), settings.paths, settings.max_header_bytes)
         if isinstance(head, Malformed):
