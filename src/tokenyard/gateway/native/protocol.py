@@ -35,6 +35,7 @@ from yarl import URL
 
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.native.head import Head, Malformed, head_end, parse_head
+from tokenyard.gateway.native.whole import serialize_whole
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 log = logging.getLogger("tokenyard.gateway")
@@ -215,10 +216,17 @@ class InferenceProtocol(BaseProtocol):
             # The chain's outermost stage answers every error itself; an exception escaping it is a bug whose
             # response may be half sent: it is logged below and the connection closed.
             response = await handler(request)
-            if not response.prepared:
-                await response.prepare(request)
-            await response.write_eof()
             keep_alive = response.keep_alive is not False and not message.should_close
+            whole = serialize_whole(response, keep_alive)
+            if whole is not None:  # the common answer, in one write (whole.py); anything else through aiohttp
+                self._write_whole(whole)
+                if self._paused:
+                    await self._drain_helper()
+            else:
+                if not response.prepared:
+                    await response.prepare(request)
+                await response.write_eof()
+                keep_alive = response.keep_alive is not False and not message.should_close
         except (asyncio.CancelledError, ConnectionError):
             pass  # the client left (connection_lost cancelled us) or a write to it failed
         except Exception:
@@ -227,6 +235,12 @@ class InferenceProtocol(BaseProtocol):
             self._task = None
             self._payload = None
         self._after_response(keep_alive)
+
+    def _write_whole(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("Cannot write to closing transport")  # as aiohttp's writer does
+        transport.write(data)
 
     def _after_response(self, keep_alive: bool) -> None:
         transport = self.transport
