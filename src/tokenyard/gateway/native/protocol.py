@@ -216,8 +216,8 @@ class InferenceProtocol(BaseProtocol):
             # The chain's outermost stage answers every error itself; an exception escaping it is a bug whose
             # response may be half sent: it is logged below and the connection closed.
             response = await handler(request)
-            keep_alive = response.keep_alive is not False and not message.should_close
-            whole = serialize_whole(response, keep_alive)
+            reusable = response.keep_alive is not False and not message.should_close
+            whole = serialize_whole(response, reusable)
             if whole is not None:  # the common answer, in one write (whole.py); anything else through aiohttp
                 self._write_whole(whole)
                 if self._paused:
@@ -226,7 +226,8 @@ class InferenceProtocol(BaseProtocol):
                 if not response.prepared:
                     await response.prepare(request)
                 await response.write_eof()
-                keep_alive = response.keep_alive is not False and not message.should_close
+                reusable = response.keep_alive is not False and not message.should_close
+            keep_alive = reusable  # only once the answer is out: a failed write closes the connection
         except (asyncio.CancelledError, ConnectionError):
             pass  # the client left (connection_lost cancelled us) or a write to it failed
         except Exception:
