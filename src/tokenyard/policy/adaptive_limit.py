@@ -16,6 +16,7 @@ is one decrease, not twenty.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -51,6 +52,9 @@ class AdaptiveLimit:
         self._peak_inflight = 0
         self._window_start = now
         self._last_backoff: float | None = None
+        # Called when the whole-number limit changes: the owner caches the sum of its limits (admission reads
+        # a pool's capacity on every request; summing hundreds of endpoints' limits each time was O(pool)).
+        self.on_change: Callable[[], None] | None = None
 
     @property
     def limit(self) -> int:
@@ -85,7 +89,7 @@ class AdaptiveLimit:
         g = gradient(long_rtt, short_rtt)
         target = self._limit * g + math.sqrt(self._limit)
         new = (1 - s.smoothing) * self._limit + s.smoothing * target
-        self._limit = min(s.max_limit, max(s.min_limit, new))
+        self._set(min(s.max_limit, max(s.min_limit, new)))
         return self._limit
 
     def overload(self, now: float) -> bool:
@@ -94,8 +98,14 @@ class AdaptiveLimit:
         if self._last_backoff is not None and now - self._last_backoff < s.interval_s:
             return False
         self._last_backoff = now
-        self._limit = max(s.min_limit, float(math.floor(self._limit * s.backoff)))
+        self._set(max(s.min_limit, float(math.floor(self._limit * s.backoff))))
         return True
+
+    def _set(self, limit: float) -> None:
+        moved = int(limit) != int(self._limit)
+        self._limit = limit
+        if moved and self.on_change is not None:
+            self.on_change()
 
     def observe_kv(self, kv_usage: float, now: float) -> bool:
         """Scraped KV usage: at or above ``kv_overload`` it counts as pushback."""

@@ -108,12 +108,28 @@ class _Pool:
     # Callers refused here that will ask again (``wait_to_retry``): woken by a released slot or a fresh signal.
     retry_waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
 
+    _capacity: int | None = None  # the sum of ``limits``; None: to be summed again
+
     @property
     def capacity(self) -> int:
-        total = 0  # a loop, not sum(generator): read several times per request
-        for limit in self.limits.values():
-            total += limit.limit
+        """The sum of the pool's limits: read on every request, summed again only after a limit moved."""
+        total = self._capacity
+        if total is None:
+            total = 0
+            for limit in self.limits.values():
+                total += limit.limit
+            self._capacity = total
         return total
+
+    def set_limits(self, limits: dict[str, AdaptiveLimit]) -> None:
+        """Replace the pool's limits (each tells the pool when it moves, see ``AdaptiveLimit.on_change``)."""
+        self.limits = limits
+        for limit in limits.values():
+            limit.on_change = self._limits_moved
+        self._capacity = None
+
+    def _limits_moved(self) -> None:
+        self._capacity = None
 
 
 class Lease:
@@ -205,7 +221,7 @@ class AdmissionController:
         names = list(endpoints)
         now = self._clock()
         kept = {n: state.limits.get(n) or AdaptiveLimit(self.settings.limits, now=now) for n in names}
-        state.limits = kept or {POOL_KEY: AdaptiveLimit(self.settings.limits, now=now)}
+        state.set_limits(kept or {POOL_KEY: AdaptiveLimit(self.settings.limits, now=now)})
         self._pump(state, from_release=False)
 
     def observe_kv(self, pool: str, endpoint: str, kv_usage: float) -> None:
@@ -336,7 +352,7 @@ class AdmissionController:
         pool = self._pools.get(name)
         if pool is None:
             pool = _Pool(name, FairQueue(self.settings.fair_queue), TtftPredictor(self.settings.deadline))
-            pool.limits[POOL_KEY] = AdaptiveLimit(self.settings.limits, now=self._clock())
+            pool.set_limits({POOL_KEY: AdaptiveLimit(self.settings.limits, now=self._clock())})
             self._pools[name] = pool
         return pool
 

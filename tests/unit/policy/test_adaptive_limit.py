@@ -69,3 +69,17 @@ def test_bounds_and_sample_windowing() -> None:
     assert lim.exact_limit == 16
     lim.sample(0.05, inflight=16, now=1.0)
     assert lim.exact_limit == pytest.approx(16 + 0.2 * 4)
+
+
+def test_on_change_fires_when_the_whole_number_limit_moves_and_only_then() -> None:
+    limit = AdaptiveLimit(AdaptiveLimitSettings(initial_limit=10, min_limit=1, max_limit=100, smoothing=0.2))
+    moves: list[int] = []
+    limit.on_change = lambda: moves.append(limit.limit)
+    limit.update(0.1, 10)  # steady delay: grows by a fifth of sqrt(10) = 0.63, still 10 as a whole number
+    assert moves == [] and limit.exact_limit > 10
+    limit.update(0.1, 10)  # 11.26: the whole number moves
+    assert moves == [11]
+    limit.update(0.1, 2)  # app-limited: frozen, no call
+    assert moves == [11]
+    assert limit.overload(now=100.0)
+    assert moves == [11, limit.limit] and limit.limit < 11

@@ -316,3 +316,36 @@ async def test_quiet_tenant_keeps_its_share_against_a_flood() -> None:
     assert order.count("quiet") == 10
     # arrived after 40 flood requests, yet all of quiet's requests are served within the first 22
     assert max(i for i, tenant in enumerate(order) if tenant == "quiet") < 22
+
+
+async def test_capacity_follows_every_limit_that_moves() -> None:
+    """The pool's capacity is cached (read on every request); each way a limit moves must show in it."""
+    ctl = AdmissionController(AdmissionSettings(limits=AdaptiveLimitSettings(
+        initial_limit=2, min_limit=1, max_limit=100, interval_s=0.0, smoothing=0.5, backoff=0.5)))
+    ctl.set_endpoints("chat", ["a", "b"])
+
+    def capacity() -> int:
+        snap = ctl.snapshot()["pools"]["chat"]
+        assert snap["capacity"] == sum(e["limit"] for e in snap["endpoints"].values())
+        return int(snap["capacity"])
+
+    assert capacity() == 4
+    leases = []
+    for _ in range(3):
+        lease = ctl.admit_now(ticket())
+        assert lease is not None
+        lease.bind_endpoint("a")  # "a" busy enough that its limit is not frozen (app-limited)
+        leases.append(lease)
+    for _ in range(3):  # steady TTFT: Gradient2 grows "a"
+        leases[0].record_ttft(0.1)
+    grown = capacity()
+    assert grown > 4
+    leases[0].record_overload()  # backend pushback: multiplicative decrease
+    shrunk = capacity()
+    assert shrunk < grown
+    ctl.observe_kv("chat", "b", 0.99)  # scraped KV overload halves "b"
+    assert capacity() < shrunk
+    ctl.set_endpoints("chat", ["a", "b", "c"])  # a new endpoint brings its own limit
+    assert capacity() > shrunk - 1
+    for lease in leases:
+        lease.release()
