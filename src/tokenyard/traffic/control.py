@@ -89,6 +89,7 @@ class TrafficControl:
             token_capacity=adm.endpoint_token_capacity,
             settings=SaturationSettings(stale_after_s=adm.stale_after_ms / 1000),
             clock=clock,
+            generation=self._samples_generation,
         )
         self.admission: AdmissionController | None = None
         if adm.enabled:
@@ -107,6 +108,12 @@ class TrafficControl:
     @staticmethod
     def _depth_reader(controller: AdmissionController, klass: str) -> Callable[[], float]:
         return lambda: float(controller.depth(klass))
+
+    def _samples_generation(self) -> int:
+        """Moves whenever a new sample is stored, so the saturation signal may keep a pool's value until then
+        (``SaturationSignal``); starting or stopping the scraper clears what it kept."""
+        scraper = self._scraper
+        return -1 if scraper is None else scraper.generation
 
     def _load(self, endpoint: str) -> LoadSample | None:
         """The endpoint's scraped load. An endpoint never scraped successfully (no vLLM ``/metrics``, or
@@ -136,6 +143,7 @@ class TrafficControl:
             config = ScrapeConfig(interval_s=adm.scrape_interval_ms / 1000, stale_after_s=adm.stale_after_ms / 1000)
             self._scraper = LoadScraper(session, self._targets, config, self._clock)
             self._scraper.start()
+            self.signal.forget()  # its samples replace the fresh zeros of the endpoints never scraped
         self._task = asyncio.create_task(self._feedback_forever(adm.scrape_interval_ms / 1000),
                                          name="tokenyard-traffic-feedback")
 
@@ -149,6 +157,7 @@ class TrafficControl:
         if self._scraper is not None:
             await self._scraper.stop()
             self._scraper = None
+            self.signal.forget()
         if self.admission is not None:
             await self.admission.close()
 

@@ -168,6 +168,9 @@ class LoadScraper:
         self.config = config or ScrapeConfig()
         self._clock = clock
         self._latest: dict[str, BackendLoad] = {}
+        # Counts stored samples: a reader that derives something from all samples (a pool's saturation, read on
+        # every request) recomputes only when it moved.
+        self.generation = 0
         self.failures: dict[str, int] = dict.fromkeys(self._targets, 0)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -196,6 +199,7 @@ class LoadScraper:
             return None
         load = parse_backend_load(text, self._clock())
         self._latest[name] = load
+        self.generation += 1
         return load
 
     async def _loop(self, name: str) -> None:
