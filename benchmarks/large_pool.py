@@ -1,12 +1,14 @@
 """The gateway in front of one large pool: throughput at concurrency 64, the gateway's CPU per request and the
 latency at concurrency 1, for pools of 8 to 256 endpoints.
 
-    python benchmarks/large_pool.py [--sizes 8,64,256] [--seconds 10] [--baseline CHECKOUT]
+    python benchmarks/large_pool.py [--sizes 8,64,256] [--seconds 10] [--baseline CHECKOUT] [--admission]
 
 Each pool is a fleet of ``fast`` simulators in one process (``tokenyard sim --fleet``), each on its own loopback
 port, behind ``tokenyard serve`` with the default picker (least-load), health checks on, and admission off (this
-measures routing, not admission). ``--baseline`` runs another checkout's gateway (its ``src/``) beside this one
-on the same fleet, in interleaved rounds. Prints a markdown table.
+measures routing, not admission). ``--admission`` turns admission on, with load scraping still off: it adds
+admission's own per-request cost (queue entry, limits, the saturation signal over the pool), not 2 scrapes per
+second of every endpoint. ``--baseline`` runs another checkout's gateway (its ``src/``) beside this one on the
+same fleet, in interleaved rounds. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -45,22 +47,23 @@ def start_fleet(size: int) -> tuple[Child, list[str]]:
         time.sleep(0.1)
 
 
-def gateway_config(urls: list[str]) -> Path:
+def gateway_config(urls: list[str], admission: bool) -> Path:
     path = Path(tempfile.mkdtemp()) / "gateway.yaml"
     path.write_text(yaml.safe_dump({
         "listen": {"host": "127.0.0.1", "port": 0},
         "models": {"*": {"endpoints": [{"url": url + "/v1"} for url in urls]}},
-        "admission": {"enabled": False, "scrape": False},
+        "admission": {"enabled": admission, "scrape": False},
     }))
     return path
 
 
-async def measure_size(size: int, seconds: float, baseline: str | None) -> dict[str, dict[str, float]]:
+async def measure_size(size: int, seconds: float, baseline: str | None, admission: bool
+                       ) -> dict[str, dict[str, float]]:
     py = sys.executable
     fleet, urls = start_fleet(size)
     gateways: dict[str, Child] = {}
     try:
-        config = gateway_config(urls)
+        config = gateway_config(urls, admission)
         gateways["now"] = Child([py, "-m", "tokenyard", "serve", "--config", str(config)])
         if baseline:
             gateways["baseline"] = Child(["env", f"PYTHONPATH={Path(baseline).resolve() / 'src'}", py, "-m",
@@ -93,7 +96,7 @@ async def measure(args: argparse.Namespace) -> None:
     print("| endpoints | gateway | req/s (c=64) | gateway CPU ms/request (c=64) | p50 ms (c=1) |")
     print("|---|---|---|---|---|")
     for size in sizes:
-        rows = await measure_size(size, args.seconds, args.baseline)
+        rows = await measure_size(size, args.seconds, args.baseline, args.admission)
         for name, row in rows.items():
             print(f"| {size} | {name} | {row['rps']:.0f} | {row['cpu_ms']:.2f} | {row['p50']:.2f} |", flush=True)
         if "baseline" in rows:
@@ -107,6 +110,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="8,64,256", help="pool sizes, comma-separated")
     parser.add_argument("--seconds", type=float, default=10.0, help="c=64 load per gateway and pool size")
     parser.add_argument("--baseline", metavar="CHECKOUT", help="also run another checkout's gateway (its src/)")
+    parser.add_argument("--admission", action="store_true", help="admission on (load scraping still off)")
     runtime.run(measure(parser.parse_args()))
 
 
