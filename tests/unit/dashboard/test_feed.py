@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import pytest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from tokenyard.dashboard.feed import DashboardFeed
 from tokenyard.dashboard.snapshot import bucket_delta, histogram_quantile, read_registry
@@ -97,3 +101,25 @@ def test_ring_buffer_is_bounded_and_feed_pads_late_keys() -> None:
     m2.queue_depth.labels("premium").set(2)
     feed2.sample(1.0)
     assert feed2.feed()["series"]["queue_depth"] == {"premium": [None, 2.0]}
+
+
+def test_a_snapshot_collects_only_the_metrics_it_draws() -> None:
+    """The registry grows with the pools (7 phase histograms per backend); a snapshot, taken every second on the
+    event loop, must not collect what it does not draw."""
+
+    class Refuses(Collector):
+        def describe(self) -> Iterable[Metric]:
+            return [GaugeMetricFamily("tokenyard_not_drawn", "a metric the dashboard does not read")]
+
+        def collect(self) -> Iterable[Metric]:
+            raise AssertionError("collected a metric the dashboard does not draw")
+
+    metrics = GatewayMetrics()
+    metrics.registry.register(Refuses())
+    for backend in range(3):
+        metrics.upstream_phase.labels(f"b{backend}", "decode").observe(0.1)
+        metrics.backend_up.labels(f"b{backend}").set(1)
+    metrics.series("m", "standard").outcomes["completed"].inc()
+    snap = read_registry(metrics.registry, 1.0)
+    assert snap.outcomes["completed"] == 1.0
+    assert snap.backend_up == {"b0": 1.0, "b1": 1.0, "b2": 1.0}
