@@ -345,7 +345,10 @@ class AdmissionController:
         return state.endpoint_inflight.get(endpoint, 0), state.endpoint_tokens.get(endpoint, 0)
 
     def depth(self, klass: str) -> int:
-        return sum(pool.queue.depth_by_class().get(klass, 0) for pool in self._pools.values())
+        """Queued requests of ``klass`` over all pools. Read by ``tokenyard_queue_depth`` when ``/metrics`` is
+        rendered, which happens in a worker thread: the pools are copied (one C call, atomic under the GIL)
+        before they are iterated, so a pool created meanwhile on the event loop cannot break the iteration."""
+        return sum(pool.queue.depth_of(klass) for pool in list(self._pools.values()))
 
     # ---- internals --------------------------------------------------------------------------------------
     def _pool(self, name: str) -> _Pool:
