@@ -56,16 +56,21 @@ class SaturationSignal:
         self._generation = generation
         self._kept: dict[str, tuple[int, float, float]] = {}  # pool -> (generation, value, valid until)
 
+    @property
+    def _instant_on(self) -> bool:
+        """The instant signal counts: an in-flight source and a capacity to divide by."""
+        return self.inflight is not None and bool(self._request_capacity or self._token_capacity)
+
     def endpoint(self, pool: str, endpoint: str) -> float:
         instant = None
-        if self.inflight is not None and (self._request_capacity or self._token_capacity):
+        if self.inflight is not None and self._instant_on:
             requests, tokens = self.inflight(pool, endpoint)
             instant = InstantLoad(requests, tokens, self._request_capacity, self._token_capacity)
         return endpoint_saturation(self._load(endpoint), self._clock(), self.settings, instant)
 
     def __call__(self, pool: str) -> float:
         generation = self._generation
-        if generation is None or (self.inflight is not None and (self._request_capacity or self._token_capacity)):
+        if generation is None or self._instant_on:
             names = self.endpoints.get(pool, [])
             return pool_saturation([self.endpoint(pool, n) for n in names], self.settings)
         now = self._clock()
