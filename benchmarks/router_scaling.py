@@ -46,7 +46,7 @@ class _Answer:
     async def read(self) -> bytes:
         return b"{}"
 
-    def tcp_sample(self) -> tuple[None, int]:
+    def tcp_sample(self, now: float) -> tuple[None, int]:
         return None, 0
 
     def close(self) -> None:

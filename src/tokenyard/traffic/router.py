@@ -110,7 +110,8 @@ class Attempt:
         if outcome == "upstream_interrupted":
             self.pool.health.report(self.endpoint.name, Outcome.FAILURE)
             self._router.refresh_gauges()
-        self.clock.at_end(monotonic(), ttft_at, *self.response.tcp_sample())
+        now = monotonic()
+        self.clock.at_end(now, ttft_at, *self.response.tcp_sample(now))
         phases = self.clock.phases()
         if observe:
             self._router.observe_phases(self.endpoint.name, phases, self.clock.retransmits)

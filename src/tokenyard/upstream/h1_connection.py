@@ -25,6 +25,8 @@ from tokenyard.upstream.attribution import TcpInfo, tcp_info
 from tokenyard.upstream.body import BodyStream
 
 _NO_BODY_STATUSES = frozenset((204, 304))
+# TCP_INFO is read from the kernel at most this often per connection (see H1Response.tcp_sample).
+TCP_SAMPLE_INTERVAL_S = 0.05
 
 
 class H1Response:
@@ -46,11 +48,25 @@ class H1Response:
         self.content = content
         self.connect_s = 0.0  # set by the pool when this request opened the connection
 
-    def tcp_sample(self) -> tuple[TcpInfo | None, int]:
-        """The connection's ``TCP_INFO`` now, and the segments retransmitted since the previous sample on this
-        connection (a keep-alive connection carries many requests; each gets its own share)."""
+    def tcp_sample(self, now: float) -> tuple[TcpInfo | None, int]:
+        """The connection's ``TCP_INFO`` at the end of this answer (``now``, ``time.monotonic()``), and the
+        segments retransmitted since the previous sample on this connection.
+
+        The kernel is asked (one ``getsockopt``) only when the connection's last sample is at least
+        ``TCP_SAMPLE_INTERVAL_S`` old; otherwise the last sample stands (a smoothed RTT moves slowly). That system
+        call cost the gateway about 24 us of CPU per request (docs/benchmarks.md, sixth session). A connection
+        carries one request at a time, so an answer that took longer than the interval always gets a fresh
+        sample of its own, and with it every retransmission made while it was answered (a retransmission timeout
+        is at least 200 ms on Linux). Only a fast retransmit or tail-loss probe within a shorter answer can be
+        counted on the next sampled request of the same connection instead; the totals stay exact.
+        """
         conn = self._conn
-        info = tcp_info(conn.sock) if conn.sock is not None else conn.last_tcp
+        if conn.sock is not None and now - conn.sampled_at >= TCP_SAMPLE_INTERVAL_S:
+            conn.sampled_at = now
+            fresh = tcp_info(conn.sock)
+            if fresh is not None:
+                conn.last_tcp = fresh
+        info = conn.last_tcp
         if info is None:
             return None, 0
         retransmits = max(0, info.total_retrans - conn.retrans_seen)
@@ -96,7 +112,9 @@ class H1Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.sock: object | None = None  # for TCP_INFO (latency attribution)
         self.retrans_seen = 0  # the socket's total retransmits when the previous request ended
-        self.last_tcp: TcpInfo | None = None  # read just before we closed it (the fd may be reused after)
+        # The latest sample; the last one is read just before we close the connection (the fd may be reused after).
+        self.last_tcp: TcpInfo | None = None
+        self.sampled_at = float("-inf")
         self._on_idle = on_idle
         self._on_lost = on_lost
         self._parser = httptools.HttpResponseParser(self)
@@ -130,7 +148,7 @@ class H1Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.sock is not None:
-            self.last_tcp = tcp_info(self.sock)
+            self.last_tcp = tcp_info(self.sock) or self.last_tcp
             self.sock = None
         if self.transport is not None:
             self.transport.close()

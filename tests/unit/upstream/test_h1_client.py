@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import free_port
 from tests.unit.upstream.scripted_server import answer, scripted_server
+from tokenyard.upstream.h1_connection import TCP_SAMPLE_INTERVAL_S
 from tokenyard.upstream.h1_pool import H1Client, InvalidUpstreamRequest
 
 JSON = {"Content-Type": "application/json"}
@@ -262,9 +263,25 @@ async def test_tcp_sample_per_request_and_after_close() -> None:
     async with scripted_server(answer(b"{}")) as server:
         resp = await client.post(server.url + "/t", b"{}", JSON)
         await resp.read()
-        info, retransmits = resp.tcp_sample()
+        info, retransmits = resp.tcp_sample(100.0)
         assert info is not None and 0 < info.rtt_s < 1.0 and retransmits == 0
         resp.close()
-        after, _ = resp.tcp_sample()  # read just before the close, never from a reused descriptor
+        after, _ = resp.tcp_sample(100.0)  # read just before the close, never from a reused descriptor
         assert after is not None
+    await client.close()
+
+
+async def test_tcp_info_is_read_at_most_once_per_interval_per_connection() -> None:
+    client = H1Client(connect_timeout_s=2.0)
+    async with scripted_server(answer(b"{}")) as server:
+        sampled_at = []
+        for now in (100.0, 100.0 + TCP_SAMPLE_INTERVAL_S / 2, 100.0 + 2 * TCP_SAMPLE_INTERVAL_S):
+            resp = await client.post(server.url + "/t", b"{}", JSON)
+            await resp.read()
+            info, retransmits = resp.tcp_sample(now)
+            assert info is not None and retransmits == 0  # within the interval: the last sample stands
+            sampled_at.append(resp._conn.sampled_at)
+            resp.release()
+        assert client.connections_opened == 1
+        assert sampled_at == [100.0, 100.0, 100.0 + 2 * TCP_SAMPLE_INTERVAL_S]
     await client.close()
