@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
+import msgspec
 
 from tokenyard.policy.circuit_breaker import BreakerConfig, BreakerState, CircuitBreaker
 from tokenyard.policy.outlier import OutlierConfig, OutlierDetector
@@ -141,7 +141,7 @@ class PoolHealth:
         healthy, ejected, factor = fields if fields is not None else (False, True, 0.0)
         if healthy is endpoint.healthy and ejected is endpoint.ejected and factor == endpoint.slow_start:
             return endpoint
-        return dataclasses.replace(endpoint, healthy=healthy, ejected=ejected, slow_start=factor)
+        return msgspec.structs.replace(endpoint, healthy=healthy, ejected=ejected, slow_start=factor)
 
     def views(self, candidates: Iterable[EndpointView], as_listed: bool = False) -> list[EndpointView]:
         """``[self.view(c) for c in candidates]``, computing fields only for endpoints not in the clear.
@@ -163,7 +163,7 @@ class PoolHealth:
             elif candidate.healthy and not candidate.ejected and candidate.slow_start == 1.0:
                 out.append(candidate)
             else:
-                out.append(dataclasses.replace(candidate, healthy=True, ejected=False, slow_start=1.0))
+                out.append(msgspec.structs.replace(candidate, healthy=True, ejected=False, slow_start=1.0))
         return out
 
     def _settle(self, now: float) -> None:

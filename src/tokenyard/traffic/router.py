@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from dataclasses import dataclass, field
 from time import monotonic
 
 import aiohttp
@@ -62,13 +61,12 @@ class NoUpstream(Exception):
         self.code = code
 
 
-@dataclass(frozen=True, slots=True)
-class RouteRequest:
+class RouteRequest(msgspec.Struct, frozen=True):
     """What the router needs to know about a request: its features (route rules, pickers), traffic class,
     absolute deadline (``time.monotonic()``), whether it streams, its estimated tokens and gateway queue time;
     ``trace`` is its OpenTelemetry span when tracing is on (each attempt gets a child span)."""
 
-    features: RequestFeatures = field(default_factory=RequestFeatures)
+    features: RequestFeatures = msgspec.field(default_factory=RequestFeatures)
     klass: str = ""
     deadline: float | None = None
     stream: bool = False

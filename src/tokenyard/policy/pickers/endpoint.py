@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import msgspec
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +27,7 @@ class BackendLoad:
         return max(0.0, now - self.scraped_at)
 
 
-@dataclass(frozen=True, slots=True)
-class EndpointView:
+class EndpointView(msgspec.Struct, frozen=True):
     """One endpoint as the router sees it at the moment of a decision.
 
     ``weight`` is the configured weight (0: configured but sent nothing new); ``slow_start`` in (0, 1] scales it
@@ -56,8 +57,7 @@ class EndpointView:
         return self.healthy and not self.ejected and self.weight > 0
 
 
-@dataclass(frozen=True, slots=True)
-class RequestFeatures:
+class RequestFeatures(msgspec.Struct, frozen=True):
     """What routing may know about a request, extracted once by the front (gateway or pipeline).
 
     ``prompt_prefix`` is the leading text of the prompt (system + first messages, rendered in order); the
@@ -74,7 +74,7 @@ class RequestFeatures:
     tenant: str | None = None
     traffic_class: str | None = None
     zone: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
 
     def header(self, name: str) -> str | None:
         """A request header by case-insensitive name."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
+
+import msgspec
 
 from tokenyard.policy.pickers.endpoint import EndpointView, RequestFeatures
 from tokenyard.policy.pickers.prefix_affinity import PrefixAffinityPicker, prefix_key
@@ -52,7 +53,7 @@ def test_bounded_load_never_exceeds_ceil_c_times_average() -> None:
         prompt = hot if rng.random() < 0.7 else f"cold {rng.random()}" * 30
         chosen = picker.pick(list(pool.values()), RequestFeatures(prompt_prefix=prompt))
         assert chosen is not None
-        pool[chosen.name] = dataclasses.replace(chosen, inflight_requests=chosen.inflight_requests + 1)
+        pool[chosen.name] = msgspec.structs.replace(chosen, inflight_requests=chosen.inflight_requests + 1)
         bound = math.ceil(1.25 * placed / len(pool))
         assert max(e.inflight_requests for e in pool.values()) <= bound
 
@@ -63,7 +64,7 @@ def test_bounded_load_spills_to_ring_successor_only_when_owner_is_full() -> None
     req = RequestFeatures(prompt_prefix=SYSTEM)
     owner = picker.pick(pool, req)
     assert owner is not None
-    loaded = [dataclasses.replace(e, inflight_requests=10 if e.name == owner.name else 0) for e in pool]
+    loaded = [msgspec.structs.replace(e, inflight_requests=10 if e.name == owner.name else 0) for e in pool]
     spilled = picker.pick(loaded, req)
     assert spilled is not None and spilled.name != owner.name
     scores = picker.score(loaded, req)
@@ -88,7 +89,7 @@ def test_affinity_only_the_removed_endpoints_keys_move() -> None:
     pool = endpoints(*(f"e{i}" for i in range(5)))
     keys = [f"key {i} " * 40 for i in range(1000)]
     before = [picker.pick(pool, RequestFeatures(prompt_prefix=k)) for k in keys]
-    down = [dataclasses.replace(e, ejected=(e.name == "e2")) for e in pool]
+    down = [msgspec.structs.replace(e, ejected=(e.name == "e2")) for e in pool]
     after = [picker.pick(down, RequestFeatures(prompt_prefix=k)) for k in keys]
     for b, a in zip(before, after, strict=True):
         assert b is not None and a is not None
@@ -120,7 +121,7 @@ def test_session_affinity_custom_header_and_failover() -> None:
     req = RequestFeatures(headers={"x-user": "u-17"})
     owner = picker.pick(pool, req)
     assert owner is not None
-    survivors = [dataclasses.replace(e, healthy=e.name != owner.name) for e in pool]
+    survivors = [msgspec.structs.replace(e, healthy=e.name != owner.name) for e in pool]
     moved = picker.pick(survivors, req)
     assert moved is not None and moved.name != owner.name
     assert picker.pick(pool, req) == owner

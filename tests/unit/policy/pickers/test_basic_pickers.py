@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
+import msgspec
 import pytest
 
 from tokenyard.config.models import PICKERS
@@ -134,4 +134,4 @@ def test_least_load_divides_by_weight() -> None:
     light = EndpointView(name="small", weight=1, inflight_requests=2)
     chosen = picker.pick([heavy, light], REQ)
     assert chosen is not None and chosen.name == "big"
-    assert dataclasses.replace(heavy, slow_start=0.1).effective_weight == pytest.approx(0.4)
+    assert msgspec.structs.replace(heavy, slow_start=0.1).effective_weight == pytest.approx(0.4)
