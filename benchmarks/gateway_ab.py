@@ -1,7 +1,7 @@
 """Fine-grained A/B of the gateway's added latency and CPU per request at concurrency 1, with a raw-socket client.
 
     python benchmarks/gateway_ab.py [--rounds 20] [--block 200] [--baseline CHECKOUT]
-                                    [--variant NAME=YAML ...]
+                                    [--variant NAME=YAML ...] [--floors]
 
 ``gateway_overhead.py`` measures the issue's targets with an aiohttp client; its rounds are coarse (a latency
 block, a stream block and a throughput block per path), and aiohttp's client costs more CPU than the gateway
@@ -14,8 +14,10 @@ saves in a small change. This script measures only concurrency 1, non-streaming,
 - the CPU time per request of the process answering each target (``/proc``; the simulator for ``direct``).
 
 Targets: ``direct`` (the ``fast`` simulator), ``tokenyard`` (this checkout, ``serve --upstream``), ``baseline``
-(another checkout's ``src/``, e.g. a git worktree of an older commit) and one per ``--variant``: this checkout
-with a config whose sections are the given YAML mapping, e.g. ``--variant 'noadm={admission: {enabled: false}}'``.
+(another checkout's ``src/``, e.g. a git worktree of an older commit), one per ``--variant``: this checkout
+with a config whose sections are the given YAML mapping, e.g. ``--variant 'noadm={admission: {enabled: false}}'``,
+and with ``--floors`` the two reference proxies of ``proxy_floors.py``: ``relay`` (a byte relay, the floor of
+any proxy hop) and ``core`` (tokenyard's server and upstream client with a minimal handler).
 Prints a markdown table; "added" is the median's difference to ``direct``.
 """
 
@@ -102,6 +104,8 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="CHECKOUT", help="another checkout's gateway (its src/)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=YAML",
                         help="this checkout with these config sections (repeatable)")
+    parser.add_argument("--floors", action="store_true",
+                        help="also measure the reference proxies of proxy_floors.py (relay, core)")
     args = parser.parse_args()
     variants: dict[str, dict[str, Any]] = {}
     for spec in args.variant:
@@ -119,6 +123,9 @@ def main() -> None:
             children["baseline"] = gateway(py, sim.url, Path(args.baseline).resolve() / "src", None)
         for name, sections in variants.items():
             children[name] = gateway(py, sim.url, None, sections)
+        if args.floors:
+            for kind in ("relay", "core"):
+                children[kind] = Child([py, str(Path(__file__).with_name("proxy_floors.py")), kind, sim.url])
         targets = [Target("direct", sim.url, sim.proc.pid)]
         targets += [Target(name, child.url, child.proc.pid) for name, child in children.items()]
         for target in targets:

@@ -1,0 +1,123 @@
+"""Two reference proxies that bound what a Python gateway hop can cost on this machine, for ``gateway_ab.py``.
+
+    python benchmarks/proxy_floors.py relay UPSTREAM_URL    # prints "... listening on http://127.0.0.1:PORT"
+    python benchmarks/proxy_floors.py core UPSTREAM_URL
+
+- ``relay``: a byte relay on uvloop ``Protocol``s, one upstream connection per client connection, no HTTP
+  parsing at all. It is the floor of any proxy hop: two more socket reads, two more writes and two more wake-ups.
+- ``core``: tokenyard's own server and upstream client (``gateway.native`` and ``upstream.h1_pool``) with a
+  handler that reads the body, posts it upstream and answers with the upstream's body: the HTTP work every
+  request needs, without the stage chain, the router, the accounting or the access log.
+
+The gateway's added latency minus ``core``'s is what its features cost; ``core``'s minus ``relay``'s is what
+parsing and building HTTP messages in Python costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from tokenyard import runtime
+from tokenyard.gateway.native.site import InferenceSite
+from tokenyard.upstream.h1_pool import H1Client
+
+PATH = "/v1/chat/completions"
+
+
+class _Upstream(asyncio.Protocol):
+    def __init__(self, client: _Client) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports do not subclass asyncio's
+
+    def data_received(self, data: bytes) -> None:
+        if self.client.transport is not None:
+            self.client.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.client.transport is not None:
+            self.client.transport.close()
+
+
+class _Client(asyncio.Protocol):
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.transport: asyncio.Transport | None = None
+        self.upstream: _Upstream | None = None
+        self.pending: list[bytes] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.task = asyncio.get_running_loop().create_task(self._open())
+
+    async def _open(self) -> None:
+        _, upstream = await asyncio.get_running_loop().create_connection(lambda: _Upstream(self), self.host,
+                                                                         self.port)
+        self.upstream = upstream
+        assert upstream.transport is not None
+        for data in self.pending:
+            upstream.transport.write(data)
+        self.pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.upstream is None or self.upstream.transport is None:
+            self.pending.append(data)
+        else:
+            self.upstream.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.close()
+
+
+async def relay(upstream: str) -> None:
+    parts = urlsplit(upstream)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    server = await asyncio.get_running_loop().create_server(lambda: _Client(host, port), "127.0.0.1", 0)
+    print(f"relay listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    await runtime.wait_for_shutdown()
+    server.close()
+
+
+async def core(upstream: str) -> None:
+    client = H1Client(connect_timeout_s=5.0)
+    url = upstream.rstrip("/") + PATH
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        body = await request.read()
+        answer = await client.post(url, body, {"Content-Type": "application/json"})
+        try:
+            data = await answer.read()
+        finally:
+            answer.release()
+        return web.Response(status=answer.status, body=data,
+                            headers={"Content-Type": answer.headers.get("Content-Type", "application/json")})
+
+    runner = web.AppRunner(web.Application(), access_log=None)
+    await runner.setup()
+    site = InferenceSite(runner, "127.0.0.1", 0, {PATH: handle}, max_header_bytes=65536, max_body_bytes=1 << 20)
+    await site.start()
+    print(f"core listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    await runtime.wait_for_shutdown()
+    await runner.cleanup()
+    await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("kind", choices=("relay", "core"))
+    parser.add_argument("upstream", help="the upstream's base URL, e.g. http://127.0.0.1:8000")
+    args = parser.parse_args()
+    runtime.run(relay(args.upstream) if args.kind == "relay" else core(args.upstream))
+
+
+if __name__ == "__main__":
+    main()
