@@ -4,9 +4,10 @@ Contract, the same as aiohttp's server with ``handler_cancellation=True``:
 
 - The request's handler runs in its own task; the client leaving (``connection_lost``) cancels it at once,
   whatever it is waiting on, so the stage chain closes the upstream (no zombie inference).
-- The handler gets an ``aiohttp.web.BaseRequest`` whose body arrives through aiohttp's ``StreamReader`` (flow
-  controlled: reading pauses while 128 KiB are unread) and answers with an aiohttp response; a response it did
-  not send itself is sent when it returns.
+- The handler gets an ``aiohttp.web.BaseRequest`` and answers with an aiohttp response; a response it did not
+  send itself is sent when it returns. A body that came whole with the head is handed over as already read
+  (``read()`` returns it; the common case); a longer one arrives through aiohttp's ``StreamReader`` (flow
+  controlled: reading pauses while 128 KiB are unread).
 - Requests on one connection are served in order. Bytes of a pipelined next request wait (reading pauses past
   ``PIPELINE_LIMIT``); body bytes of a request answered before its body was read are skipped, or the
   connection is closed when more than ``DISCARD_LIMIT`` remain.
@@ -29,7 +30,7 @@ from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http import HttpVersion11
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.http_writer import StreamWriter
-from aiohttp.streams import StreamReader
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.tcp_helpers import tcp_keepalive
 from yarl import URL
 
@@ -192,25 +193,36 @@ class InferenceProtocol(BaseProtocol):
 
     def _start(self, head: Head) -> None:
         loop = self._loop
-        payload = self._payload = StreamReader(self, READ_LIMIT, loop=loop)
-        self._body_left = head.content_length
-        if self._body_left and self._buf:
-            rest = self._feed_body(bytes(self._buf))
-            self._buf = bytearray(rest)
-        elif not self._body_left:
-            payload.feed_eof()
+        length = head.content_length
+        buf = self._buf
+        body: bytes | None = None
+        if length <= len(buf):
+            # The whole body came with the head (the common case): the request gets it as already read, with no
+            # body reader to feed and drain. What follows it is a pipelined next request, served after this one.
+            body = bytes(buf[:length])
+            del buf[:length]
+            payload: StreamReader = EMPTY_PAYLOAD
+        else:
+            payload = self._payload = StreamReader(self, READ_LIMIT, loop=loop)
+            self._body_left = length
+            if buf:
+                rest = self._feed_body(bytes(buf))
+                self._buf = bytearray(rest)
         settings = self._settings
         message = RawRequestMessage("POST", head.path, HttpVersion11, head.headers, head.raw_headers,
                                     not head.keep_alive, None, False, False, settings.urls[head.path])
-        self._task = loop.create_task(self._serve(message, payload, settings.handlers[head.path]))
+        self._task = loop.create_task(self._serve(message, payload, body, settings.handlers[head.path]))
 
-    async def _serve(self, message: RawRequestMessage, payload: StreamReader, handler: Handler) -> None:
+    async def _serve(self, message: RawRequestMessage, payload: StreamReader, body: bytes | None,
+                     handler: Handler) -> None:
         loop = self._loop
         writer = StreamWriter(self, loop)
         task = asyncio.current_task()
         assert task is not None
         request = web.BaseRequest(message, payload, self, writer, task, loop,  # type: ignore[arg-type]
                                   client_max_size=self._settings.max_body_bytes + 1)
+        if body is not None:
+            request._read_bytes = body  # what BaseRequest.read() returns once it has read the body
         keep_alive = False
         try:
             # The chain's outermost stage answers every error itself; an exception escaping it is a bug whose
