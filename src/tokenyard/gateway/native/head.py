@@ -17,6 +17,9 @@ MAX_HEADERS = 128
 # Headers whose requests take a path through aiohttp's middlewares (batch defer) or need its protocol
 # (Expect: 100-continue, upgrades, chunked bodies): such a request is handed over.
 _HAND_OFF_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"x-tokenyard-defer"))
+# The headers parse_head looks at, by lower-case name: one dict lookup per header instead of several compares.
+_HAND_OFF, _LENGTH, _CONNECTION = 1, 2, 3
+_SPECIAL = {**dict.fromkeys(_HAND_OFF_HEADERS, _HAND_OFF), b"content-length": _LENGTH, b"connection": _CONNECTION}
 
 
 class Head:
@@ -24,15 +27,14 @@ class Head:
 
     __slots__ = ("content_length", "headers", "keep_alive", "path", "raw_headers")
 
-    def __init__(self, path: str, raw_headers: list[tuple[bytes, bytes]], content_length: int,
-                 keep_alive: bool) -> None:
+    def __init__(self, path: str, raw_headers: list[tuple[bytes, bytes]], headers: list[tuple[str, str]],
+                 content_length: int, keep_alive: bool) -> None:
+        """``headers`` are ``raw_headers`` decoded (UTF-8 with surrogate escapes, as aiohttp decodes them)."""
         self.path = path
         self.raw_headers = tuple(raw_headers)
         self.content_length = content_length
         self.keep_alive = keep_alive
-        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-            for name, value in raw_headers))
+        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict(headers))
 
 
 class _Collector:
@@ -96,20 +98,25 @@ def parse_head(head: bytes, paths: Collection[bytes], max_header_bytes: int) -> 
     length = 0
     total = 0
     keep_alive = True
+    decoded = []
+    special = _SPECIAL
     for name, value in collector.headers:
-        total += len(name) + len(value) + 4
-        if len(name) + len(value) + 2 > MAX_FIELD_BYTES:
+        field = len(name) + len(value)
+        if field + 2 > MAX_FIELD_BYTES:
             return None
-        lower = name.lower()
-        if lower in _HAND_OFF_HEADERS:
-            return None
-        if lower == b"content-length":
-            if not value.isdigit():  # llhttp refuses a second Content-Length itself
+        total += field + 4
+        kind = special.get(name.lower())
+        if kind is not None:
+            if kind == _HAND_OFF:
                 return None
-            length = int(value)
-        elif lower == b"connection" and b"close" in value.lower():
-            keep_alive = False  # HTTP/1.1: persistent unless the client says close
+            if kind == _LENGTH:
+                if not value.isdigit():  # llhttp refuses a second Content-Length itself
+                    return None
+                length = int(value)
+            elif b"close" in value.lower():
+                keep_alive = False  # Connection: HTTP/1.1 is persistent unless the client says close
+        decoded.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
     if total > max_header_bytes:
         return None
-    return Head(collector.url.decode("ascii"), collector.headers, length, keep_alive)
+    return Head(collector.url.decode("ascii"), collector.headers, decoded, length, keep_alive)
 
