@@ -53,8 +53,9 @@ class H1Response:
         segments retransmitted since the previous sample on this connection.
 
         The kernel is asked (one ``getsockopt``) only when the connection's last sample is at least
-        ``TCP_SAMPLE_INTERVAL_S`` old; otherwise the last sample stands (a smoothed RTT moves slowly). That system
-        call cost the gateway about 24 us of CPU per request (docs/benchmarks.md, sixth session). A connection
+        ``TCP_SAMPLE_INTERVAL_S`` old; otherwise the last sample stands (a smoothed RTT moves slowly). Read once per
+        request (through uvloop's socket stand-in: a socket object, a ``getsockname`` and a ``getsockopt`` per
+        call), it cost the gateway about 24 us of CPU per request (docs/benchmarks.md, sixth session). A connection
         carries one request at a time, so an answer that took longer than the interval always gets a fresh
         sample of its own, and with it every retransmission made while it was answered (a retransmission timeout
         is at least 200 ms on Linux). Only a fast retransmit or tail-loss probe within a shorter answer can be

@@ -6,8 +6,8 @@ Contract, the same as aiohttp's server with ``handler_cancellation=True``:
   whatever it is waiting on, so the stage chain closes the upstream (no zombie inference).
 - The handler gets an ``aiohttp.web.BaseRequest`` and answers with an aiohttp response; a response it did not
   send itself is sent when it returns. A body that came whole with the head is handed over as already read
-  (``read()`` returns it; the common case); a longer one arrives through aiohttp's ``StreamReader`` (flow
-  controlled: reading pauses while 128 KiB are unread).
+  (``read()`` returns it; the common case); a body still arriving goes through aiohttp's ``StreamReader``
+  (flow controlled: reading pauses while 128 KiB are unread).
 - Requests on one connection are served in order. Bytes of a pipelined next request wait (reading pauses past
   ``PIPELINE_LIMIT``); body bytes of a request answered before its body was read are skipped, or the
   connection is closed when more than ``DISCARD_LIMIT`` remain.
