@@ -16,8 +16,9 @@ saves in a small change. This script measures only concurrency 1, non-streaming,
 Targets: ``direct`` (the ``fast`` simulator), ``tokenyard`` (this checkout, ``serve --upstream``), ``baseline``
 (another checkout's ``src/``, e.g. a git worktree of an older commit), one per ``--variant``: this checkout
 with a config whose sections are the given YAML mapping, e.g. ``--variant 'noadm={admission: {enabled: false}}'``,
-and with ``--floors`` the two reference proxies of ``proxy_floors.py``: ``relay`` (a byte relay, the floor of
-any proxy hop) and ``core`` (tokenyard's server and upstream client with a minimal handler).
+and with ``--floors`` the reference proxies of ``proxy_floors.py``: ``relay`` (a byte relay, the floor of any
+proxy hop), ``core`` (tokenyard's server and upstream client with a minimal handler) and ``lean`` (the same HTTP
+work without aiohttp's request and response objects).
 Prints a markdown table; "added" is the median's difference to ``direct``.
 """
 
@@ -105,7 +106,7 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=YAML",
                         help="this checkout with these config sections (repeatable)")
     parser.add_argument("--floors", action="store_true",
-                        help="also measure the reference proxies of proxy_floors.py (relay, core)")
+                        help="also measure the reference proxies of proxy_floors.py (relay, core, lean)")
     args = parser.parse_args()
     variants: dict[str, dict[str, Any]] = {}
     for spec in args.variant:
@@ -124,7 +125,7 @@ def main() -> None:
         for name, sections in variants.items():
             children[name] = gateway(py, sim.url, None, sections)
         if args.floors:
-            for kind in ("relay", "core"):
+            for kind in ("relay", "core", "lean"):
                 children[kind] = Child([py, str(Path(__file__).with_name("proxy_floors.py")), kind, sim.url])
         targets = [Target("direct", sim.url, sim.proc.pid)]
         targets += [Target(name, child.url, child.proc.pid) for name, child in children.items()]

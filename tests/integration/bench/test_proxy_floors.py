@@ -25,7 +25,7 @@ async def _start(kind: str, upstream: str) -> tuple[asyncio.subprocess.Process, 
     return proc, line.decode().split("listening on ", 1)[1].strip()
 
 
-@pytest.mark.parametrize("kind", ["relay", "core"])
+@pytest.mark.parametrize("kind", ["relay", "core", "lean"])
 async def test_a_reference_proxy_relays_completions_on_one_connection(kind: str) -> None:
     async with running_sim("fast") as sim:
         proc, url = await _start(kind, sim.base_url)
