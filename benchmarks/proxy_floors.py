@@ -29,6 +29,18 @@ from tokenyard.gateway.native.site import InferenceSite
 from tokenyard.upstream.h1_pool import H1Client
 
 PATH = "/v1/chat/completions"
+PATHS = frozenset((PATH.encode(),))
+MAX_HEADER_BYTES = 65536
+
+
+async def _forward(client: H1Client, url: str, body: bytes) -> tuple[int, str, bytes]:
+    """Post ``body`` upstream and read the whole answer: its status, content type and body."""
+    answer = await client.post(url, body, {"Content-Type": "application/json"})
+    try:
+        data = await answer.read()
+    finally:
+        answer.release()
+    return answer.status, answer.headers.get("Content-Type", "application/json"), data
 
 
 class _Upstream(asyncio.Protocol):
@@ -95,18 +107,13 @@ async def core(upstream: str) -> None:
     url = upstream.rstrip("/") + PATH
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.read()
-        answer = await client.post(url, body, {"Content-Type": "application/json"})
-        try:
-            data = await answer.read()
-        finally:
-            answer.release()
-        return web.Response(status=answer.status, body=data,
-                            headers={"Content-Type": answer.headers.get("Content-Type", "application/json")})
+        status, content_type, data = await _forward(client, url, await request.read())
+        return web.Response(status=status, body=data, headers={"Content-Type": content_type})
 
     runner = web.AppRunner(web.Application(), access_log=None)
     await runner.setup()
-    site = InferenceSite(runner, "127.0.0.1", 0, {PATH: handle}, max_header_bytes=65536, max_body_bytes=1 << 20)
+    site = InferenceSite(runner, "127.0.0.1", 0, {PATH: handle}, max_header_bytes=MAX_HEADER_BYTES,
+                         max_body_bytes=1 << 20)
     await site.start()
     print(f"core listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
     await runtime.wait_for_shutdown()
@@ -138,7 +145,7 @@ class _LeanProtocol(asyncio.Protocol):
         end = head_end(self.buf)
         if end < 0:
             return
-        head = parse_head(bytes(self.buf[:end]), {PATH.encode()}, 65536)
+        head = parse_head(bytes(self.buf[:end]), PATHS, MAX_HEADER_BYTES)
         if not isinstance(head, Head):  # lean serves plain POSTs on PATH only
             if self.transport is not None:
                 self.transport.close()
@@ -150,16 +157,11 @@ class _LeanProtocol(asyncio.Protocol):
         self.task = asyncio.get_running_loop().create_task(self._serve(body))
 
     async def _serve(self, body: bytes) -> None:
-        answer = await self.client.post(self.url, body, {"Content-Type": "application/json"})
-        try:
-            data = await answer.read()
-        finally:
-            answer.release()
-        content_type = answer.headers.get("Content-Type", "application/json")
+        status, content_type, data = await _forward(self.client, self.url, body)
         self.task = None
         if self.transport is not None:
             self.transport.write(b"HTTP/1.1 %d OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
-                                 % (answer.status, content_type.encode(), len(data), data))
+                                 % (status, content_type.encode(), len(data), data))
             self._next()
 
 
