@@ -246,6 +246,7 @@ async def overhead(args: argparse.Namespace, py: str) -> dict[str, dict[str, flo
 
 
 def report(rows: dict[str, dict[str, float]]) -> None:
+    """The table of one run and the gateway's (and the baseline's) added figures."""
     d, p, t = rows["direct"], rows["proxy"], rows["tokenyard"]
     print("| path | p50 ms (c=1) | p99 ms (c=1) | stream TTFT p50 ms | req/s (c=64) | CPU ms/request (c=1) |")
     print("|---|---|---|---|---|---|")
