@@ -1,5 +1,6 @@
-"""Child processes for the benchmarks: servers that print ``... listening on http://HOST:PORT`` (``Child``), a
-throwaway redis-server (``start_redis``), a free loopback port, and a process's CPU time so far; all ended by PID."""
+"""Child processes for the benchmarks: servers that print ``... listening on http://HOST:PORT`` (``Child``; a
+gateway of this or another checkout: ``serve``), a throwaway redis-server (``start_redis``), a free loopback port,
+and a process's CPU time so far; all ended by PID."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -80,3 +82,10 @@ class Child:
             self.proc.wait()
         self.log.close()
         os.unlink(self.log.name)
+
+
+def serve(args: list[str], checkout: str | None = None) -> Child:
+    """``tokenyard serve ARGS`` with this interpreter; ``checkout``: the tokenyard of another checkout's ``src/``
+    (e.g. a git worktree of an older commit) instead of the installed one."""
+    env = ["env", f"PYTHONPATH={Path(checkout).resolve() / 'src'}"] if checkout else []
+    return Child([*env, sys.executable, "-m", "tokenyard", "serve", *args])

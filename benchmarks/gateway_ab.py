@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from children import Child, cpu_s  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
+from children import Child, cpu_s, serve  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
 
 BODY = b'{"model":"sim-fast","messages":[{"role":"user","content":"hello there"}],"max_tokens":16}'
 REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
@@ -84,16 +84,15 @@ def _content_length(head: bytes) -> int:
     raise RuntimeError("an answer without Content-Length")
 
 
-def gateway(py: str, sim_url: str, src: Path | None, sections: dict[str, Any] | None) -> Child:
-    env = ["env", f"PYTHONPATH={src}"] if src is not None else []
+def gateway(sim_url: str, checkout: str | None, sections: dict[str, Any] | None) -> Child:
     if sections is None:
-        return Child([*env, py, "-m", "tokenyard", "serve", "--upstream", sim_url, "--port", "0"])
+        return serve(["--upstream", sim_url, "--port", "0"], checkout)
     document = {"listen": {"host": "127.0.0.1", "port": 0},
                 "models": {"*": {"endpoints": [{"url": sim_url + "/v1"}]}}, **sections}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config:
         yaml.safe_dump(document, config)
     try:
-        return Child([*env, py, "-m", "tokenyard", "serve", "--config", config.name])
+        return serve(["--config", config.name], checkout)
     finally:
         Path(config.name).unlink()  # read at start-up (the child is listening, or failed, by now)
 
@@ -119,11 +118,11 @@ def main() -> None:
     sim = Child([py, "-m", "tokenyard", "sim", "--profile", "fast", "--port", "0"])
     children: dict[str, Child] = {}
     try:  # every child started so far is stopped, whatever fails
-        children["tokenyard"] = gateway(py, sim.url, None, None)
+        children["tokenyard"] = gateway(sim.url, None, None)
         if args.baseline:
-            children["baseline"] = gateway(py, sim.url, Path(args.baseline).resolve() / "src", None)
+            children["baseline"] = gateway(sim.url, args.baseline, None)
         for name, sections in variants.items():
-            children[name] = gateway(py, sim.url, None, sections)
+            children[name] = gateway(sim.url, None, sections)
         if args.floors:
             for kind in ("relay", "core", "lean"):
                 children[kind] = Child([py, str(Path(__file__).with_name("proxy_floors.py")), kind, sim.url])

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-from children import Child, cpu_s  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
+from children import Child, cpu_s, serve  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
 
 from tokenyard import runtime
 
@@ -205,10 +205,9 @@ async def overhead(args: argparse.Namespace, py: str) -> dict[str, dict[str, flo
     targets: dict[str, Child] = {}
     try:  # every child started so far is stopped, whatever fails
         targets["proxy"] = Child([py, __file__, "--proxy", sim.url])
-        targets["tokenyard"] = Child([py, "-m", "tokenyard", "serve", "--upstream", sim.url, "--port", "0"])
+        targets["tokenyard"] = serve(["--upstream", sim.url, "--port", "0"])
         if args.baseline:  # another checkout's gateway (its src/), measured in the same interleaved rounds
-            targets["baseline"] = Child(["env", f"PYTHONPATH={Path(args.baseline).resolve() / 'src'}", py, "-m",
-                                         "tokenyard", "serve", "--upstream", sim.url, "--port", "0"])
+            targets["baseline"] = serve(["--upstream", sim.url, "--port", "0"], args.baseline)
         urls = {"direct": sim.url, **{name: child.url for name, child in targets.items()}}
         # CPU seconds of the process answering each path (the simulator for direct): robust where latency is not.
         pids = {"direct": sim.proc.pid, **{name: child.proc.pid for name, child in targets.items()}}
@@ -277,7 +276,7 @@ async def streams(args: argparse.Namespace, py: str) -> None:
                       "timeouts: {connect_ms: 10000}\n"
                       "admission: {enabled: false, scrape: false}\n")
     try:
-        gateway = Child([py, "-m", "tokenyard", "serve", "--config", str(config)])
+        gateway = serve(["--config", str(config)])
         try:
             idle = gateway.rss_mb()
             started, most_open, peak = await hold_streams(gateway.url, args.streams, gateway)

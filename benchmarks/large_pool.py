@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 import yaml
-from children import Child, cpu_s  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
+from children import Child, cpu_s, serve  # benchmarks/children.py (scripts run from benchmarks/ on sys.path)
 from gateway_overhead import latencies, pct, throughput
 
 from tokenyard import runtime
@@ -59,15 +59,13 @@ def gateway_config(urls: list[str], admission: bool) -> Path:
 
 async def measure_size(size: int, seconds: float, baseline: str | None, admission: bool
                        ) -> dict[str, dict[str, float]]:
-    py = sys.executable
     fleet, urls = start_fleet(size)
     gateways: dict[str, Child] = {}
     try:
         config = gateway_config(urls, admission)
-        gateways["now"] = Child([py, "-m", "tokenyard", "serve", "--config", str(config)])
+        gateways["now"] = serve(["--config", str(config)])
         if baseline:
-            gateways["baseline"] = Child(["env", f"PYTHONPATH={Path(baseline).resolve() / 'src'}", py, "-m",
-                                          "tokenyard", "serve", "--config", str(config)])
+            gateways["baseline"] = serve(["--config", str(config)], baseline)
         done = dict.fromkeys(gateways, 0)
         spent = dict.fromkeys(gateways, 0.0)
         cpu = dict.fromkeys(gateways, 0.0)
