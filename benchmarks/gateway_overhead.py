@@ -246,20 +246,19 @@ async def overhead(args: argparse.Namespace, py: str) -> dict[str, dict[str, flo
 
 def report(rows: dict[str, dict[str, float]]) -> None:
     """The table of one run and the gateway's (and the baseline's) added figures."""
-    d, p, t = rows["direct"], rows["proxy"], rows["tokenyard"]
     print("| path | p50 ms (c=1) | p99 ms (c=1) | stream TTFT p50 ms | req/s (c=64) | CPU ms/request (c=1) |")
     print("|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['ttft50']:.2f} | {r['rps']:.0f} | {r['cpu_ms']:.2f} |")
     print()
-    print(f"tokenyard added p50 {t['p50'] - d['p50']:.2f} ms, p99 {t['p99'] - d['p99']:.2f} ms, "
-          f"TTFT p50 {t['ttft50'] - d['ttft50']:.2f} ms; throughput {100 * t['rps'] / p['rps']:.0f}% of the proxy "
-          f"(proxy added p50 {p['p50'] - d['p50']:.2f} ms)")
+    t = added(rows)
+    print(f"tokenyard added p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms, TTFT p50 {t['ttft50']:.2f} ms; "
+          f"throughput {t['rps_pct']:.0f}% of the proxy (proxy added p50 {t['proxy_p50']:.2f} ms)")
     if "baseline" in rows:
-        b = rows["baseline"]
-        print(f"baseline added p50 {b['p50'] - d['p50']:.2f} ms, p99 {b['p99'] - d['p99']:.2f} ms, "
-              f"TTFT p50 {b['ttft50'] - d['ttft50']:.2f} ms; throughput {100 * b['rps'] / p['rps']:.0f}% of the proxy; "
-              f"CPU per request {b['cpu_ms']:.2f} ms (tokenyard {t['cpu_ms']:.2f} ms)")
+        b = added(rows, "baseline")
+        print(f"baseline added p50 {b['p50']:.2f} ms, p99 {b['p99']:.2f} ms, TTFT p50 {b['ttft50']:.2f} ms; "
+              f"throughput {b['rps_pct']:.0f}% of the proxy; "
+              f"CPU per request {rows['baseline']['cpu_ms']:.2f} ms (tokenyard {rows['tokenyard']['cpu_ms']:.2f} ms)")
 
 
 async def streams(args: argparse.Namespace, py: str) -> None:
