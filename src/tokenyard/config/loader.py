@@ -88,8 +88,10 @@ def config_for_upstream(url: str, host: str = "127.0.0.1", port: int = 8080) -> 
     return parse_config(document, env={})
 
 
-def override_listen(config: GatewayConfig, host: str | None = None, port: int | None = None) -> GatewayConfig:
-    """``config`` with the listener's host and/or port replaced (``serve --host/--port``), re-checked.
+def override_listen(config: GatewayConfig, host: str | None = None, port: int | None = None,
+                    busy_poll_us: int | None = None) -> GatewayConfig:
+    """``config`` with the listener's host, port and/or busy polling replaced (``serve --host/--port
+    --busy-poll-us``), re-checked.
 
     Raises ``ConfigError`` when the new address breaks a rule, in particular the auth-off rule: a config without
     credentials may not be moved to a non-loopback address.
@@ -98,10 +100,13 @@ def override_listen(config: GatewayConfig, host: str | None = None, port: int | 
         config.listen,
         host=config.listen.host if host is None else host,
         port=config.listen.port if port is None else port,
+        busy_poll_us=config.listen.busy_poll_us if busy_poll_us is None else busy_poll_us,
     )
     issues: list[tuple[str, str]] = []
     if not 0 <= listen.port <= 65535:
         issues.append(("listen.port", f"expected 0..65535, got {listen.port}"))
+    if not 0 <= listen.busy_poll_us <= 100_000:
+        issues.append(("listen.busy_poll_us", f"expected 0..100000, got {listen.busy_poll_us}"))
     check_listen(listen, "listen", issues)
     check_auth_rule(listen, config.auth_enabled, issues)
     if config.admin is not None and config.admin.listen is not None:

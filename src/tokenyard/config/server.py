@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
+
 from tokenyard.config.base import NonNegativeInt, Port, PositiveInt, Ratio, Section
 
 MIB = 1024 * 1024
+BusyPollMicros = Annotated[int, msgspec.Meta(ge=0, le=100_000)]  # past 0.1 s a spin is just a busy core
 
 
 class TLSConfig(Section, frozen=True, kw_only=True):
@@ -20,11 +25,16 @@ class TLSConfig(Section, frozen=True, kw_only=True):
 
 
 class ListenConfig(Section, frozen=True, kw_only=True):
-    """Where a server listens. Port 0 picks a free port (printed at start)."""
+    """Where a server listens. Port 0 picks a free port (printed at start).
+
+    ``busy_poll_us`` > 0 (main listener only): for that many microseconds after each request starts and after
+    each response, the event loop polls instead of sleeping, trading CPU for latency (``gateway.native.busy_poll``).
+    """
 
     host: str = "127.0.0.1"
     port: Port = 8080
     tls: TLSConfig | None = None
+    busy_poll_us: BusyPollMicros = 0
 
 
 class AdminConfig(Section, frozen=True, kw_only=True):

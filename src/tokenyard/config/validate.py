@@ -49,6 +49,9 @@ def normalise_admin(admin: AdminConfig, issues: Issues) -> AdminConfig:
     digest = _digest_of(admin.key, admin.key_sha256, "admin", issues)
     if admin.listen is not None:
         check_listen(admin.listen, "admin.listen", issues)
+        if admin.listen.busy_poll_us:
+            issues.append(("admin.listen.busy_poll_us", "busy polling is for the main listener's inference traffic; "
+                           "set it on listen, not on the admin listener"))
     return msgspec.structs.replace(admin, key=None, key_sha256=digest)
 
 

@@ -108,7 +108,8 @@ def inference_site(runner: web.AppRunner, config: GatewayConfig, host: str, port
     return InferenceSite(runner, host, port, runner.app[NATIVE_HANDLERS_KEY],
                          max_header_bytes=config.limits.max_header_bytes,
                          max_body_bytes=config.limits.max_body_bytes,
-                         ssl_context=listener_ssl_context(config.listen), reuse_port=reuse_port)
+                         ssl_context=listener_ssl_context(config.listen), reuse_port=reuse_port,
+                         busy_poll_us=config.listen.busy_poll_us)
 
 
 class RunningGateway:

@@ -35,6 +35,7 @@ from aiohttp.tcp_helpers import tcp_keepalive
 from yarl import URL
 
 from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.native.busy_poll import BusyPoll
 from tokenyard.gateway.native.head import Head, Malformed, head_end, parse_head
 from tokenyard.gateway.native.whole import serialize_whole
 
@@ -50,8 +51,8 @@ HEAD_LIMIT = 2**16  # a head not complete within this many bytes is aiohttp's to
 class Settings:
     """What every connection of one listener shares (built once by the site)."""
 
-    __slots__ = ("connections", "fallback", "handlers", "keepalive_s", "max_body_bytes", "max_header_bytes", "paths",
-                 "urls")
+    __slots__ = ("busy_poll", "connections", "fallback", "handlers", "keepalive_s", "max_body_bytes",
+                 "max_header_bytes", "paths", "urls")
 
     def __init__(self, handlers: Mapping[str, Handler], fallback: Callable[[], asyncio.Protocol],
                  max_header_bytes: int, max_body_bytes: int, keepalive_s: float = 75.0) -> None:
@@ -63,6 +64,7 @@ class Settings:
         self.max_body_bytes = max_body_bytes
         self.keepalive_s = keepalive_s
         self.connections: set[InferenceProtocol] = set()
+        self.busy_poll: BusyPoll | None = None  # set by the site while listening, when configured
 
 
 class InferenceProtocol(BaseProtocol):
@@ -193,6 +195,8 @@ class InferenceProtocol(BaseProtocol):
 
     def _start(self, head: Head) -> None:
         loop = self._loop
+        if self._settings.busy_poll is not None:
+            self._settings.busy_poll.poke()  # poll, not sleep, while the upstream is likely to answer soon
         length = head.content_length
         buf = self._buf
         body: bytes | None = None
@@ -247,6 +251,8 @@ class InferenceProtocol(BaseProtocol):
         finally:
             self._task = None
             self._payload = None
+        if self._settings.busy_poll is not None:
+            self._settings.busy_poll.poke()  # and while the client's next request is likely to come soon
         self._after_response(keep_alive)
 
     def _write_whole(self, data: bytes) -> None:
