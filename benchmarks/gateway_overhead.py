@@ -2,7 +2,7 @@
 through ``tokenyard serve``, all in one run. Each server is its own process; the load generator is this one.
 
     python benchmarks/gateway_overhead.py [--requests 2000] [--seconds 10] [--streams 5000] [--baseline DIR]
-                                          [--runs N]
+                                          [--runs N] [--busy-poll-us US]
 
 Measures (targets from issue 3), in five interleaved rounds (direct, proxy, tokenyard, direct, ...) so that a
 noisy stretch of the machine hits every path alike: added latency p50/p99 at concurrency 1 (non-streaming, 16
@@ -14,6 +14,9 @@ separate slow simulator keeps them open). Prints a markdown table.
 ``--runs N`` repeats the latency and throughput measurement N times, each with fresh processes, and ends with one
 line per run and how many runs met each target. The minimal proxy's own added p50 is printed beside the gateway's:
 it shows how fast the machine was during that run, since the two are measured in the same interleaved rounds.
+
+``--busy-poll-us US`` adds the path ``tokenyard busy-poll``: the same gateway with ``--busy-poll-us US`` (its event
+loop polls instead of sleeping while traffic flows). Its CPU column shows what that costs.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tokenyard import runtime
 BODY = {"model": "sim-fast", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 16}
 STREAM_BODY = {**BODY, "stream": True}
 ROUNDS = 5  # interleaved measurement rounds per path
+BUSY = "tokenyard busy-poll"  # the path of --busy-poll-us
 
 
 # -- the minimal pass-through proxy (run as a child process with --proxy URL) ---------------------------------
@@ -171,20 +175,21 @@ def added(rows: dict[str, dict[str, float]], name: str = "tokenyard") -> dict[st
             "rps_pct": 100 * r["rps"] / rows["proxy"]["rps"], "proxy_p50": rows["proxy"]["p50"] - d["p50"]}
 
 
-def summarise(runs: list[dict[str, float]]) -> None:
-    """One line per run, then how many runs met each target."""
+def summarise(results: list[dict[str, dict[str, float]]], name: str = "tokenyard") -> None:
+    """For gateway ``name``: one line per run, then how many runs met each target."""
+    runs = [added(rows, name) for rows in results]
     print()
-    print(f"{len(runs)} runs (tokenyard added ms, and the minimal proxy's added p50 in the same run):")
-    print("| run | added p50 | added p99 | added TTFT p50 | throughput % of proxy | proxy added p50 |")
-    print("|---|---|---|---|---|---|")
-    for i, run in enumerate(runs, 1):
+    print(f"{len(runs)} runs ({name} added ms, and the minimal proxy's added p50 in the same run):")
+    print("| run | added p50 | added p99 | added TTFT p50 | throughput % of proxy | proxy added p50 | CPU ms/request |")
+    print("|---|---|---|---|---|---|---|")
+    for i, (run, rows) in enumerate(zip(runs, results, strict=True), 1):
         print(f"| {i} | {run['p50']:.2f} | {run['p99']:.2f} | {run['ttft50']:.2f} | {run['rps_pct']:.0f} "
-              f"| {run['proxy_p50']:.2f} |")
+              f"| {run['proxy_p50']:.2f} | {rows[name]['cpu_ms']:.2f} |")
     print()
-    for name, met in TARGETS:
-        print(f"{name}: met in {sum(met(run) for run in runs)} of {len(runs)} runs")
+    for target, met in TARGETS:
+        print(f"{name}: {target}: met in {sum(met(run) for run in runs)} of {len(runs)} runs")
     below = sum(run["p50"] <= run["proxy_p50"] for run in runs)
-    print(f"tokenyard added no more p50 than the minimal proxy in {below} of {len(runs)} runs; "
+    print(f"{name} added no more p50 than the minimal proxy in {below} of {len(runs)} runs; "
           f"median added p50 {statistics.median(run['p50'] for run in runs):.2f} ms "
           f"(proxy {statistics.median(run['proxy_p50'] for run in runs):.2f} ms)")
 
@@ -192,9 +197,11 @@ def summarise(runs: list[dict[str, float]]) -> None:
 async def measure(args: argparse.Namespace) -> None:
     py = sys.executable
     if not args.only_streams:
-        runs = [added(await overhead(args, py)) for _ in range(args.runs)]
+        results = [await overhead(args, py) for _ in range(args.runs)]
         if args.runs > 1:
-            summarise(runs)
+            for name in results[0]:
+                if name not in ("direct", "proxy"):
+                    summarise(results, name)
     if args.streams:
         await streams(args, py)
 
@@ -206,6 +213,8 @@ async def overhead(args: argparse.Namespace, py: str) -> dict[str, dict[str, flo
     try:  # every child started so far is stopped, whatever fails
         targets["proxy"] = Child([py, __file__, "--proxy", sim.url])
         targets["tokenyard"] = serve(["--upstream", sim.url, "--port", "0"])
+        if args.busy_poll_us:  # the same gateway with busy polling on (listen.busy_poll_us)
+            targets[BUSY] = serve(["--upstream", sim.url, "--port", "0", "--busy-poll-us", str(args.busy_poll_us)])
         if args.baseline:  # another checkout's gateway (its src/), measured in the same interleaved rounds
             targets["baseline"] = serve(["--upstream", sim.url, "--port", "0"], args.baseline)
         urls = {"direct": sim.url, **{name: child.url for name, child in targets.items()}}
@@ -245,20 +254,19 @@ async def overhead(args: argparse.Namespace, py: str) -> dict[str, dict[str, flo
 
 
 def report(rows: dict[str, dict[str, float]]) -> None:
-    """The table of one run and the gateway's (and the baseline's) added figures."""
+    """The table of one run and each gateway's added figures (tokenyard, busy-poll, baseline: those measured)."""
     print("| path | p50 ms (c=1) | p99 ms (c=1) | stream TTFT p50 ms | req/s (c=64) | CPU ms/request (c=1) |")
     print("|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['ttft50']:.2f} | {r['rps']:.0f} | {r['cpu_ms']:.2f} |")
     print()
-    t = added(rows)
-    print(f"tokenyard added p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms, TTFT p50 {t['ttft50']:.2f} ms; "
-          f"throughput {t['rps_pct']:.0f}% of the proxy (proxy added p50 {t['proxy_p50']:.2f} ms)")
-    if "baseline" in rows:
-        b = added(rows, "baseline")
-        print(f"baseline added p50 {b['p50']:.2f} ms, p99 {b['p99']:.2f} ms, TTFT p50 {b['ttft50']:.2f} ms; "
-              f"throughput {b['rps_pct']:.0f}% of the proxy; "
-              f"CPU per request {rows['baseline']['cpu_ms']:.2f} ms (tokenyard {rows['tokenyard']['cpu_ms']:.2f} ms)")
+    for name in rows:
+        if name in ("direct", "proxy"):
+            continue
+        t = added(rows, name)
+        print(f"{name} added p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms, TTFT p50 {t['ttft50']:.2f} ms; "
+              f"throughput {t['rps_pct']:.0f}% of the proxy (proxy added p50 {t['proxy_p50']:.2f} ms); "
+              f"CPU per request {rows[name]['cpu_ms']:.2f} ms")
 
 
 async def streams(args: argparse.Namespace, py: str) -> None:
@@ -297,6 +305,8 @@ def main() -> None:
     parser.add_argument("--only-streams", action="store_true", help="skip the latency and throughput runs")
     parser.add_argument("--runs", type=int, default=1,
                         help="repeat the latency and throughput measurement, then summarise the runs")
+    parser.add_argument("--busy-poll-us", type=int, default=0, metavar="US",
+                        help="also measure this checkout's gateway with `serve --busy-poll-us US`")
     parser.add_argument("--baseline", metavar="CHECKOUT",
                         help="also measure the gateway of another checkout (e.g. a git worktree of an older commit)")
     args = parser.parse_args()
