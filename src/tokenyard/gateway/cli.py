@@ -11,19 +11,21 @@ from tokenyard.config import ConfigError, GatewayConfig, config_for_upstream, lo
 from tokenyard.telemetry.tracing import check_tracing_extra
 
 
-def resolve_config(config_path: str | None, upstream: str | None, host: str | None, port: int | None
-                   ) -> GatewayConfig:
-    """The config ``serve`` runs: a file, or ``--upstream`` alone; ``--host``/``--port`` override the listener."""
+def resolve_config(config_path: str | None, upstream: str | None, host: str | None, port: int | None,
+                   busy_poll_us: int | None = None) -> GatewayConfig:
+    """The config ``serve`` runs: a file, or ``--upstream`` alone; ``--host``/``--port``/``--busy-poll-us``
+    override the listener's."""
     if config_path is not None and upstream is not None:
         raise click.UsageError("give either --config or --upstream, not both")
     if config_path is None and upstream is None:
         raise click.UsageError("give --config FILE or --upstream URL")
     try:
         if upstream is not None:
-            return config_for_upstream(upstream, host or "127.0.0.1", 8080 if port is None else port)
+            config = config_for_upstream(upstream, host or "127.0.0.1", 8080 if port is None else port)
+            return config if busy_poll_us is None else override_listen(config, busy_poll_us=busy_poll_us)
         assert config_path is not None
         # Re-checked, not just replaced: moving a config without credentials off loopback is refused.
-        config = override_listen(load_config(config_path), host, port)
+        config = override_listen(load_config(config_path), host, port, busy_poll_us)
         check_tracing_extra(config.telemetry)  # the tracing extra is missing: one clear error, before starting
         return config
     except ConfigError as exc:
@@ -49,10 +51,13 @@ async def serve(config: GatewayConfig) -> None:
 @click.option("--upstream", default=None, help="Front this one OpenAI-compatible server (base URL).")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Gateway processes sharing the port (SO_REUSEPORT); share limits with state: redis://.")
+@click.option("--busy-poll-us", type=click.IntRange(0, 100_000), default=None,
+              help="Poll instead of sleeping for this long after each request starts and each response: "
+                   "lower latency for CPU while traffic flows (the config's listen.busy_poll_us; 0: off).")
 def serve_command(config_path: str | None, host: str | None, port: int | None, upstream: str | None,
-                  workers: int) -> None:
+                  workers: int, busy_poll_us: int | None) -> None:
     """Run the gateway."""
-    config = resolve_config(config_path, upstream, host, port)
+    config = resolve_config(config_path, upstream, host, port, busy_poll_us)
     if workers > 1:
         from tokenyard.gateway.workers import supervise
 
