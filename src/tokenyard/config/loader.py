@@ -16,6 +16,7 @@ from tokenyard.config.gateway import GatewayConfig
 from tokenyard.config.models import PASS_THROUGH_MODEL
 from tokenyard.config.partial import can_cross_check, relevant
 from tokenyard.config.routing import check_routing
+from tokenyard.config.server import BUSY_POLL_MAX_US
 from tokenyard.config.validate import (
     check_auth_rule,
     check_class_references,
@@ -105,8 +106,8 @@ def override_listen(config: GatewayConfig, host: str | None = None, port: int | 
     issues: list[tuple[str, str]] = []
     if not 0 <= listen.port <= 65535:
         issues.append(("listen.port", f"expected 0..65535, got {listen.port}"))
-    if not 0 <= listen.busy_poll_us <= 100_000:
-        issues.append(("listen.busy_poll_us", f"expected 0..100000, got {listen.busy_poll_us}"))
+    if not 0 <= listen.busy_poll_us <= BUSY_POLL_MAX_US:
+        issues.append(("listen.busy_poll_us", f"expected 0..{BUSY_POLL_MAX_US}, got {listen.busy_poll_us}"))
     check_listen(listen, "listen", issues)
     check_auth_rule(listen, config.auth_enabled, issues)
     if config.admin is not None and config.admin.listen is not None:

@@ -9,7 +9,8 @@ import msgspec
 from tokenyard.config.base import NonNegativeInt, Port, PositiveInt, Ratio, Section
 
 MIB = 1024 * 1024
-BusyPollMicros = Annotated[int, msgspec.Meta(ge=0, le=100_000)]  # past 0.1 s a spin is just a busy core
+BUSY_POLL_MAX_US = 100_000  # past 0.1 s a spin is just a busy core
+BusyPollMicros = Annotated[int, msgspec.Meta(ge=0, le=BUSY_POLL_MAX_US)]
 
 
 class TLSConfig(Section, frozen=True, kw_only=True):

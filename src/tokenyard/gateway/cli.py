@@ -8,6 +8,7 @@ import click
 
 from tokenyard import runtime
 from tokenyard.config import ConfigError, GatewayConfig, config_for_upstream, load_config, override_listen
+from tokenyard.config.server import BUSY_POLL_MAX_US
 from tokenyard.telemetry.tracing import check_tracing_extra
 
 
@@ -51,7 +52,7 @@ async def serve(config: GatewayConfig) -> None:
 @click.option("--upstream", default=None, help="Front this one OpenAI-compatible server (base URL).")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Gateway processes sharing the port (SO_REUSEPORT); share limits with state: redis://.")
-@click.option("--busy-poll-us", type=click.IntRange(0, 100_000), default=None,
+@click.option("--busy-poll-us", type=click.IntRange(0, BUSY_POLL_MAX_US), default=None,
               help="Poll instead of sleeping for this long after each request starts and each response: "
                    "lower latency for CPU while traffic flows (the config's listen.busy_poll_us; 0: off).")
 def serve_command(config_path: str | None, host: str | None, port: int | None, upstream: str | None,
