@@ -16,7 +16,8 @@ line per run and how many runs met each target. The minimal proxy's own added p5
 it shows how fast the machine was during that run, since the two are measured in the same interleaved rounds.
 
 ``--busy-poll-us US`` adds the path ``tokenyard busy-poll``: the same gateway with ``--busy-poll-us US`` (its event
-loop polls instead of sleeping while traffic flows). Its CPU column shows what that costs.
+loop polls instead of sleeping while traffic flows). Its CPU column shows what that costs. The held streams are
+then held by a gateway with busy polling on.
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ async def streams(args: argparse.Namespace, py: str) -> None:
     # open streams costs the gateway, not whether it would admit them.
     endpoints = ", ".join(f"{{url: '{sim.url}/v1'}}" for sim in sims)
     config = Path(tempfile.mkdtemp()) / "streams.yaml"
-    config.write_text("listen: {host: 127.0.0.1, port: 0}\n"
+    config.write_text(f"listen: {{host: 127.0.0.1, port: 0, busy_poll_us: {args.busy_poll_us}}}\n"
                       f"models: {{'*': {{endpoints: [{endpoints}]}}}}\n"
                       "timeouts: {connect_ms: 10000}\n"
                       "admission: {enabled: false, scrape: false}\n")
@@ -292,7 +293,8 @@ async def streams(args: argparse.Namespace, py: str) -> None:
     finally:
         for sim in sims:
             sim.stop()
-    print(f"{args.streams} streams: {started} got tokens, {most_open} open at once; gateway RSS idle "
+    polling = f" (busy polling {args.busy_poll_us} us)" if args.busy_poll_us else ""
+    print(f"{args.streams} streams: {started} got tokens, {most_open} open at once; gateway{polling} RSS idle "
           f"{idle:.0f} MB, peak {peak:.0f} MB")
 
 
@@ -306,7 +308,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1,
                         help="repeat the latency and throughput measurement, then summarise the runs")
     parser.add_argument("--busy-poll-us", type=int, default=0, metavar="US",
-                        help="also measure this checkout's gateway with `serve --busy-poll-us US`")
+                        help="also measure this checkout's gateway with `serve --busy-poll-us US`, and hold the "
+                             "streams with it")
     parser.add_argument("--baseline", metavar="CHECKOUT",
                         help="also measure the gateway of another checkout (e.g. a git worktree of an older commit)")
     args = parser.parse_args()
