@@ -11,6 +11,13 @@ is app-limited (peak in-flight of the interval < L / 2) the limit is frozen: an 
 nothing about its capacity. A backend 429/503, a timeout or KV usage >= ``kv_overload`` multiplies the limit
 by ``backoff`` (floored, never below ``min_limit``), at most once per ``interval_s`` so one burst of errors
 is one decrease, not twenty.
+
+A queue inside the model server is the one overload that pushes back with neither errors nor (at first) delay
+the gradient can see: the server accepts everything and serves it first come, first served, so a premium
+request waits there behind batch work that the gateway would have held back. ``observe_queue`` therefore cuts
+the limit to this gateway's share of what the server actually runs as soon as two scrapes in a row show a
+queue: ``inflight x running / (running + waiting)``. Queued requests then wait in the gateway, in priority
+order, and the gradient probes upward from there.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ class AdaptiveLimit:
         self._peak_inflight = 0
         self._window_start = now
         self._last_backoff: float | None = None
+        self._last_queue_cut: float | None = None
+        self._queue_seen: tuple[float, float] | None = None  # (scraped_at, waiting) of the last scrape seen
         # Called when the whole-number limit changes: the owner caches the sum of its limits (admission reads
         # a pool's capacity on every request; summing hundreds of endpoints' limits each time was O(pool)).
         self.on_change: Callable[[], None] | None = None
@@ -110,3 +119,33 @@ class AdaptiveLimit:
     def observe_kv(self, kv_usage: float, now: float) -> bool:
         """Scraped KV usage: at or above ``kv_overload`` it counts as pushback."""
         return kv_usage >= self.settings.kv_overload and self.overload(now)
+
+    def observe_queue(self, running: float, waiting: float, inflight: int, scraped_at: float, now: float) -> bool:
+        """A scraped server queue: cut the limit to this gateway's share of the server's running set.
+
+        ``running``/``waiting`` are the server's counts from the scrape taken at ``scraped_at``; ``inflight`` is
+        this gateway's in-flight count on the endpoint now. The queue counts only when it is in two consecutive
+        scrapes (the smaller of the two): a burst that has just arrived reads as waiting until the server's next
+        step schedules it. ``inflight x running / (running + waiting)`` is the part of the server's running set
+        that is this gateway's (exact when the gateway is the server's only client, proportional when several
+        gateways or workers share it). The cut applies only downwards, at most once per ``interval_s``, never
+        below ``min_limit``. Returns whether the limit moved.
+        """
+        seen, self._queue_seen = self._queue_seen, (scraped_at, waiting)
+        if seen is None or seen[0] == scraped_at:
+            if seen is not None:
+                self._queue_seen = seen  # the same scrape again: keep the older one to compare the next with
+            return False
+        sustained = min(seen[1], waiting)
+        if sustained < 1:
+            return False
+        s = self.settings
+        if self._last_queue_cut is not None and now - self._last_queue_cut < s.interval_s:
+            return False
+        share = inflight * max(0.0, running) / (max(0.0, running) + sustained)
+        target = max(s.min_limit, float(math.floor(share)))
+        if target >= self._limit:
+            return False
+        self._last_queue_cut = now
+        self._set(target)
+        return True

@@ -230,6 +230,15 @@ class AdmissionController:
         if limit is not None:
             limit.observe_kv(kv_usage, self._clock())
 
+    def observe_queue(self, pool: str, endpoint: str, running: float, waiting: float, scraped_at: float) -> None:
+        """Scraped running and waiting counts of an endpoint: a sustained server queue cuts its limit to this
+        gateway's share of what the server runs, so the excess waits here, in priority order (adaptive_limit)."""
+        state = self._pool(pool)
+        limit = state.limits.get(endpoint)
+        if limit is not None:
+            inflight = state.endpoint_inflight.get(endpoint, 0)
+            limit.observe_queue(running, waiting, inflight, scraped_at, self._clock())
+
     # ---- the request path -------------------------------------------------------------------------------
     def admit_now(self, ticket: AdmissionTicket) -> Lease | None:
         """The arrival fast path: the lease at once when nobody is queued in the pool and a slot is free for

@@ -162,7 +162,7 @@ class TrafficControl:
             await self.admission.close()
 
     def feedback(self) -> None:
-        """One round: KV usage to the adaptive limits, the worst pool saturation to the ladder."""
+        """One round: KV usage and server queues to the adaptive limits, the worst pool saturation to the ladder."""
         worst = 0.0
         for pool, names in self.signal.endpoints.items():
             if self.admission is not None and self._scraper is not None:
@@ -170,6 +170,7 @@ class TrafficControl:
                     sample = self._scraper.fresh(name)
                     if sample is not None:
                         self.admission.observe_kv(pool, name, sample.kv_usage)
+                        self.admission.observe_queue(pool, name, sample.running, sample.waiting, sample.scraped_at)
             if names:
                 worst = max(worst, self.signal(pool))
         if self.degrade is not None:

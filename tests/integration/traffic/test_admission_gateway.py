@@ -150,3 +150,42 @@ async def test_queued_client_that_leaves_frees_its_place() -> None:
             assert sim_requests(await sim.stats()) == 2
             await until(lambda: metric(gw, "standard", "client_aborted") == 1)
             assert admission.endpoint_inflight("*", next(iter(gw.gateway.traffic.signal.endpoints["*"]))) == (0, 0)
+
+
+async def test_a_server_queue_is_moved_into_the_gateway_so_premium_overtakes_it() -> None:
+    """Default limits (64) in front of a server that runs 2: the server queues first come, first served. Once
+    two scrapes show its queue, the gateway's limit is cut to what the server runs, and later requests wait in
+    the gateway, where premium goes ahead of the bulk work that arrived before it."""
+    classes = {"premium": {"priority": 0, "queue_timeout_ms": 30_000},
+               "bulk": {"priority": 1, "queue_timeout_ms": 30_000, "sheddable": False}}
+    async with running_sim("fast", seed=3, max_num_seqs=2, ttft_ms=10.0, itl_ms=10.0) as sim:
+        config = traffic_config([sim_url(sim)], classes=classes, default_class="bulk", degradation={"enabled": False},
+                                admission={"scrape": True, "scrape_interval_ms": 100})
+        async with running_gateway(config) as gw, aiohttp.ClientSession() as session:
+            admission = gw.gateway.traffic.admission
+            assert admission is not None
+            loop = asyncio.get_running_loop()
+            first_token: dict[str, float] = {}
+
+            async def stream(name: str, klass: str) -> int:
+                headers = {"x-tokenyard-class": klass}
+                body = chat(sim.model, 40, stream=True)
+                async with session.post(gw.base_url + "/v1/chat/completions", json=body, headers=headers) as resp:
+                    async for _ in resp.content.iter_any():
+                        first_token.setdefault(name, loop.time())
+                    return resp.status
+
+            def capacity() -> int:
+                return int(admission.snapshot()["pools"]["*"]["capacity"])
+
+            early = [asyncio.create_task(stream(f"early{i}", "bulk")) for i in range(8)]
+            await until(lambda: inflight(gw) == 8)
+            assert capacity() == 64  # everything went straight to the server: 2 run, 6 wait there
+            await until(lambda: capacity() == 2, timeout=5)  # two scrapes saw the queue: 8 x 2 / (2 + 6)
+            late = [asyncio.create_task(stream(f"late{i}", "bulk")) for i in range(4)]
+            await asyncio.sleep(0.05)
+            late += [asyncio.create_task(stream(f"premium{i}", "premium")) for i in range(2)]
+            statuses = await asyncio.wait_for(asyncio.gather(*early, *late), 30)
+            assert statuses == [200] * 14
+            premium = max(first_token[f"premium{i}"] for i in range(2))
+            assert premium < min(first_token[f"late{i}"] for i in range(4))

@@ -83,3 +83,48 @@ def test_on_change_fires_when_the_whole_number_limit_moves_and_only_then() -> No
     assert moves == [11]
     assert limit.overload(now=100.0)
     assert moves == [11, limit.limit] and limit.limit < 11
+
+
+def test_a_sustained_server_queue_cuts_the_limit_to_this_gateways_running_share() -> None:
+    lim = limit_at(64)
+    # First scrape: nothing to compare with yet (a burst in transit reads as waiting too).
+    assert not lim.observe_queue(running=6, waiting=14, inflight=20, scraped_at=1.0, now=1.0)
+    # The same scrape seen again is not a second sample.
+    assert not lim.observe_queue(running=6, waiting=14, inflight=20, scraped_at=1.0, now=1.2)
+    assert lim.exact_limit == 64
+    # The next scrape still shows a queue: the smaller of the two (12) counts, and 20 x 6 / 18 = 6.67 -> 6.
+    assert lim.observe_queue(running=6, waiting=12, inflight=20, scraped_at=1.5, now=1.5)
+    assert lim.exact_limit == 6
+
+
+def test_a_queue_in_one_scrape_only_is_a_burst_in_transit() -> None:
+    lim = limit_at(64)
+    lim.observe_queue(running=6, waiting=0, inflight=6, scraped_at=1.0, now=1.0)
+    assert not lim.observe_queue(running=6, waiting=30, inflight=36, scraped_at=1.5, now=1.5)
+    assert not lim.observe_queue(running=6, waiting=0, inflight=6, scraped_at=2.0, now=2.0)
+    assert lim.exact_limit == 64
+
+
+def test_a_shared_server_gives_each_gateway_its_proportional_share() -> None:
+    # Two gateways (or workers) with 10 in flight each on a server that runs 6: each keeps 10 x 6 / 20 = 3.
+    limits = [limit_at(64), limit_at(64)]
+    for lim in limits:
+        lim.observe_queue(running=6, waiting=14, inflight=10, scraped_at=1.0, now=1.0)
+        lim.observe_queue(running=6, waiting=14, inflight=10, scraped_at=1.5, now=1.5)
+    assert [lim.limit for lim in limits] == [3, 3]
+
+
+def test_queue_cuts_only_go_down_respect_min_limit_and_come_once_per_interval() -> None:
+    lim = limit_at(8, min_limit=4)
+    lim.observe_queue(running=6, waiting=2, inflight=8, scraped_at=1.0, now=1.0)
+    assert lim.observe_queue(running=6, waiting=2, inflight=8, scraped_at=1.5, now=1.5)
+    assert lim.exact_limit == 6  # 8 x 6 / 8
+    # Within the interval the next cut waits, even with a deeper queue.
+    assert not lim.observe_queue(running=2, waiting=20, inflight=6, scraped_at=2.0, now=2.0)
+    # A server that runs none of ours (another client floods it): never below min_limit.
+    assert lim.observe_queue(running=2, waiting=20, inflight=1, scraped_at=3.0, now=3.0)
+    assert lim.exact_limit == 4
+    # A queue while our share already fits the limit does not raise it.
+    lim.observe_queue(running=60, waiting=1, inflight=4, scraped_at=4.0, now=4.0)
+    assert not lim.observe_queue(running=60, waiting=1, inflight=4, scraped_at=5.0, now=5.0)
+    assert lim.exact_limit == 4

@@ -349,3 +349,40 @@ async def test_capacity_follows_every_limit_that_moves() -> None:
     assert capacity() > shrunk - 1
     for lease in leases:
         lease.release()
+
+
+async def test_a_server_queue_moves_the_wait_into_the_gateway_where_premium_goes_first() -> None:
+    """Default limits far above what the server runs: the server would queue everything first come, first
+    served. Two scrapes showing its queue cut the limit to what it runs; the rest waits here, premium first."""
+    now = [0.0]
+    ctl = AdmissionController(AdmissionSettings(limits=AdaptiveLimitSettings(initial_limit=64, min_limit=2)),
+                              clock=lambda: now[0])
+    ctl.set_endpoints("chat", ["a"])
+    batch = []
+    for _ in range(20):
+        lease = ctl.admit_now(ticket("batch"))
+        assert lease is not None  # under the initial limit: straight to the server
+        lease.bind_endpoint("a")
+        batch.append(lease)
+    ctl.observe_queue("chat", "a", running=6, waiting=14, scraped_at=0.5)
+    assert ctl.snapshot()["pools"]["chat"]["capacity"] == 64  # one scrape could be a burst in transit
+    now[0] = 1.0
+    ctl.observe_queue("chat", "a", running=6, waiting=14, scraped_at=1.0)
+    assert ctl.snapshot()["pools"]["chat"]["capacity"] == 6
+    order: list[str] = []
+
+    async def use(t: AdmissionTicket) -> None:
+        lease = await ctl.admit(t)
+        order.append(t.klass)
+        lease.bind_endpoint("a")
+        lease.release()
+
+    waiting = [asyncio.create_task(use(ticket("batch"))) for _ in range(3)]
+    await settle()
+    waiting.append(asyncio.create_task(use(ticket("premium"))))
+    await settle()
+    assert order == []  # 20 in flight against a limit of 6: everyone new waits in the gateway
+    for lease in batch:
+        lease.release()
+    await asyncio.wait_for(asyncio.gather(*waiting), 5)
+    assert order[0] == "premium"
