@@ -293,6 +293,10 @@ class Engine:
             "finished_by_reason": dict(c.finished_by_reason),
             "running": len(sched.running),
             "waiting": sched.queued,
+            # What vLLM's num_requests_waiting counts: the scheduler's queue (preempted included), not requests
+            # still in the API server. Counting those made every request look queued for its whole front-end
+            # delay, and a gateway reading the gauge saw a server queue where there was none.
+            "scheduler_waiting": len(sched.waiting),
             "zombies": sum(1 for s in sched.running if s.sink is not None and s.sink.detached),
             "slots": sched.slots,
             "kv_cache_usage": sched.kv.usage,

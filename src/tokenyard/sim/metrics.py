@@ -62,7 +62,7 @@ def render(model: str, stats: dict[str, Any], hist: EngineHistograms) -> str:
         lines.append(f"{name}{{{labels}{extra}}} {value}")
 
     metric("vllm:num_requests_running", "gauge", stats["running"])
-    metric("vllm:num_requests_waiting", "gauge", stats["waiting"])
+    metric("vllm:num_requests_waiting", "gauge", stats["scheduler_waiting"])
     metric("vllm:kv_cache_usage_perc", "gauge", stats["kv_cache_usage"])
     metric("vllm:prefix_cache_queries_total", "counter", stats["prefix_cache_queries"])
     metric("vllm:prefix_cache_hits_total", "counter", stats["prefix_cache_hits"])
