@@ -15,9 +15,10 @@ is one decrease, not twenty.
 A queue inside the model server is the one overload that pushes back with neither errors nor (at first) delay
 the gradient can see: the server accepts everything and serves it first come, first served, so a premium
 request waits there behind batch work that the gateway would have held back. ``observe_queue`` therefore cuts
-the limit to this gateway's share of what the server actually runs as soon as two scrapes in a row show a
-queue: ``inflight x running / (running + waiting)``. Queued requests then wait in the gateway, in priority
-order, and the gradient probes upward from there.
+the limit to this gateway's share of what the server actually runs, ``inflight x running / (running +
+waiting)``, as soon as two scrapes in a row show a queue of at least ``queue_cut_share`` of what it runs (and
+at least one request). Queued requests then wait in the gateway, in priority order, and the gradient probes
+upward from there.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class AdaptiveLimitSettings:
     interval_s: float = 1.0
     backoff: float = 0.9
     kv_overload: float = 0.95
+    # The server queue that cuts the limit, as a share of what the server runs (at least one request). A busy
+    # server always lists a few requests as waiting: those that arrived during its current step. They are
+    # about running / output length, far below a tenth; a queue of a tenth of the batch is a real one, and
+    # premium waits behind at most that much inside the server.
+    queue_cut_share: float = 0.1
 
 
 def gradient(long_rtt: float, short_rtt: float) -> float:
@@ -125,10 +131,13 @@ class AdaptiveLimit:
 
         ``running``/``waiting`` are the server's counts from the scrape taken at ``scraped_at``; ``inflight`` is
         this gateway's in-flight count on the endpoint now. The queue counts only when it is in two consecutive
-        scrapes (the smaller of the two): a burst that has just arrived reads as waiting until the server's next
-        step schedules it. ``inflight x running / (running + waiting)`` is the part of the server's running set
-        that is this gateway's (exact when the gateway is the server's only client, proportional when several
-        gateways or workers share it). The cut applies only downwards, at most once per ``interval_s``, never
+        scrapes (the smaller of the two) and is at least ``queue_cut_share x running`` (and one request): a
+        burst that has just arrived reads as waiting until the server's next step schedules it. A server that
+        runs nothing is left alone: it is starting or stuck, which health checks and backoff handle, and it
+        says nothing about its capacity. ``inflight x running / (running + waiting)`` is the part of the
+        server's running set that is this gateway's (exact when the gateway is the server's only client,
+        proportional when several gateways or workers share it). The cut applies only downwards, at most once
+        per ``interval_s``, never
         below ``min_limit``. Returns whether the limit moved.
         """
         seen, self._queue_seen = self._queue_seen, (scraped_at, waiting)
@@ -137,12 +146,12 @@ class AdaptiveLimit:
                 self._queue_seen = seen  # the same scrape again: keep the older one to compare the next with
             return False
         sustained = min(seen[1], waiting)
-        if sustained < 1:
-            return False
         s = self.settings
+        if running < 1 or sustained < max(1.0, s.queue_cut_share * running):
+            return False
         if self._last_queue_cut is not None and now - self._last_queue_cut < s.interval_s:
             return False
-        share = inflight * max(0.0, running) / (max(0.0, running) + sustained)
+        share = inflight * running / (running + sustained)
         target = max(s.min_limit, float(math.floor(share)))
         if target >= self._limit:
             return False

@@ -178,14 +178,14 @@ async def test_a_server_queue_is_moved_into_the_gateway_so_premium_overtakes_it(
             def capacity() -> int:
                 return int(admission.snapshot()["pools"]["*"]["capacity"])
 
-            early = [asyncio.create_task(stream(f"early{i}", "bulk")) for i in range(8)]
-            await until(lambda: inflight(gw) == 8)
-            assert capacity() == 64  # everything went straight to the server: 2 run, 6 wait there
-            await until(lambda: capacity() == 2, timeout=5)  # two scrapes saw the queue: 8 x 2 / (2 + 6)
+            early = [asyncio.create_task(stream(f"early{i}", "bulk")) for i in range(10)]
+            await until(lambda: inflight(gw) == 10)
+            assert capacity() == 64  # everything went straight to the server: 2 run, 8 wait there
+            await until(lambda: capacity() == 2, timeout=5)  # two scrapes saw the queue: 10 x 2 / (2 + 8)
             late = [asyncio.create_task(stream(f"late{i}", "bulk")) for i in range(4)]
             await asyncio.sleep(0.05)
             late += [asyncio.create_task(stream(f"premium{i}", "premium")) for i in range(2)]
             statuses = await asyncio.wait_for(asyncio.gather(*early, *late), 30)
-            assert statuses == [200] * 14
+            assert statuses == [200] * 16
             premium = max(first_token[f"premium{i}"] for i in range(2))
             assert premium < min(first_token[f"late{i}"] for i in range(4))

@@ -115,16 +115,37 @@ def test_a_shared_server_gives_each_gateway_its_proportional_share() -> None:
 
 
 def test_queue_cuts_only_go_down_respect_min_limit_and_come_once_per_interval() -> None:
-    lim = limit_at(8, min_limit=4)
-    lim.observe_queue(running=6, waiting=2, inflight=8, scraped_at=1.0, now=1.0)
-    assert lim.observe_queue(running=6, waiting=2, inflight=8, scraped_at=1.5, now=1.5)
-    assert lim.exact_limit == 6  # 8 x 6 / 8
+    lim = limit_at(16, min_limit=4)
+    lim.observe_queue(running=6, waiting=10, inflight=16, scraped_at=1.0, now=1.0)
+    assert lim.observe_queue(running=6, waiting=10, inflight=16, scraped_at=1.5, now=1.5)
+    assert lim.exact_limit == 6  # 16 x 6 / 16
     # Within the interval the next cut waits, even with a deeper queue.
     assert not lim.observe_queue(running=2, waiting=20, inflight=6, scraped_at=2.0, now=2.0)
-    # A server that runs none of ours (another client floods it): never below min_limit.
+    # A server that runs little of ours (another client floods it): never below min_limit.
     assert lim.observe_queue(running=2, waiting=20, inflight=1, scraped_at=3.0, now=3.0)
     assert lim.exact_limit == 4
     # A queue while our share already fits the limit does not raise it.
-    lim.observe_queue(running=60, waiting=1, inflight=4, scraped_at=4.0, now=4.0)
-    assert not lim.observe_queue(running=60, waiting=1, inflight=4, scraped_at=5.0, now=5.0)
+    lim.observe_queue(running=60, waiting=5, inflight=4, scraped_at=4.0, now=4.0)
+    assert not lim.observe_queue(running=60, waiting=5, inflight=4, scraped_at=5.0, now=5.0)
     assert lim.exact_limit == 4
+
+
+def test_a_few_waiting_requests_or_a_server_that_runs_nothing_cut_nothing() -> None:
+    # A busy server always shows the requests that arrived during its current step as waiting; less than a
+    # tenth (queue_cut_share) of what it runs is not a queue worth moving.
+    lim = limit_at(240)
+    for i in range(4):
+        assert not lim.observe_queue(running=200, waiting=19, inflight=219, scraped_at=float(i), now=float(i) * 2)
+    # A server that runs nothing while requests wait is starting or stuck: that says nothing about capacity.
+    for i in range(4, 8):
+        assert not lim.observe_queue(running=0, waiting=12, inflight=12, scraped_at=float(i), now=float(i) * 2)
+    assert lim.exact_limit == 240
+    # At a tenth it is a queue: 220 x 200 / 220.
+    lim.observe_queue(running=200, waiting=20, inflight=220, scraped_at=10.0, now=20.0)
+    assert lim.observe_queue(running=200, waiting=20, inflight=220, scraped_at=11.0, now=22.0)
+    assert lim.limit == 200
+    # The share is a setting.
+    lim = limit_at(240, queue_cut_share=0.05)
+    lim.observe_queue(running=200, waiting=10, inflight=210, scraped_at=1.0, now=1.0)
+    assert lim.observe_queue(running=200, waiting=10, inflight=210, scraped_at=2.0, now=2.0)
+    assert lim.limit == 200
