@@ -95,6 +95,7 @@ def parse_chat(body: bytes, limits: LimitsConfig | None = None) -> ChatRequest:
         stream=bool(chat.stream),
         include_usage=bool(chat.stream and chat.stream_options and chat.stream_options.include_usage),
         max_tokens=chat.max_completion_tokens if chat.max_completion_tokens is not None else chat.max_tokens,
+        max_tokens_param="max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens",
         n=chat.n or 1,
         prompt_tokens_estimate=tokens + estimate.TOKENS_REPLY_PRIMING,
         prompt_text="\n".join(texts),

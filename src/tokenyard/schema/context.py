@@ -20,18 +20,19 @@ def check_context_window(request: ParsedRequest, max_context_tokens: int | None)
     if max_context_tokens is None:
         return
     wanted = request.max_tokens or 0
+    field = request.max_tokens_param  # max_tokens or max_completion_tokens: the field the client sent
     if wanted > max_context_tokens:
         raise RequestInvalid(
             400,
-            f"max_tokens: {wanted} is more than the model's context window of {max_context_tokens} tokens",
-            "max_tokens",
+            f"{field}: {wanted} is more than the model's context window of {max_context_tokens} tokens",
+            field,
             CODE,
         )
     prompt = request.prompt_tokens_estimate
     if request.prompt_tokens_exact and prompt + wanted > max_context_tokens:
         raise RequestInvalid(
             400,
-            f"prompt: {prompt} prompt tokens + {wanted} max_tokens exceed the model's context window of "
+            f"prompt: {prompt} prompt tokens + {wanted} {field} exceed the model's context window of "
             f"{max_context_tokens} tokens",
             "prompt",
             CODE,

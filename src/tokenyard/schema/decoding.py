@@ -102,4 +102,7 @@ def _speak(text: str) -> str:
 
 
 def _lower(text: str) -> str:
+    """The first letter in lower case, to continue a sentence; an acronym (``JSON is malformed``) is kept."""
+    if text[1:2].isupper():
+        return text
     return text[:1].lower() + text[1:]

@@ -8,7 +8,8 @@ import msgspec
 class ParsedRequest(msgspec.Struct, frozen=True, kw_only=True):
     """The summary of a validated OpenAI request; the raw body is forwarded upstream untouched.
 
-    ``max_tokens`` is ``max_completion_tokens`` or ``max_tokens`` as sent (None: the upstream's default).
+    ``max_tokens`` is ``max_completion_tokens`` or ``max_tokens`` as sent (None: the upstream's default);
+    ``max_tokens_param`` names the field it came from, so error messages name what the client sent.
     ``prompt_tokens_estimate`` follows ``tokenyard.schema.estimate``. ``prompt_text`` is the prompt as text, for
     prefix hashing and caching: message contents joined with newlines (token-id prompts as space-separated
     ids). ``deterministic`` is True when ``temperature`` is 0 or a ``seed`` is given (the same request should
@@ -20,6 +21,7 @@ class ParsedRequest(msgspec.Struct, frozen=True, kw_only=True):
     stream: bool = False
     include_usage: bool = False
     max_tokens: int | None = None
+    max_tokens_param: str = "max_tokens"
     n: int = 1
     prompt_tokens_estimate: int = 0
     prompt_tokens_exact: bool = False

@@ -241,6 +241,7 @@ INVALID: list[tuple[str, bytes, int, str | None, str]] = [
     ("not an object", b"[1, 2]", 400, None, "request body: expected an object, got an array"),
     ("a string", b'"hi"', 400, None, "expected an object"),
     ("invalid json", b'{"model": "m",', 400, None, "not valid JSON"),
+    ("acronym kept in upper case", b'{"model": "m", 1: 2}', 400, None, "not valid JSON: JSON is malformed"),
     ("trailing garbage", b'{"model": "m", "messages": []} x', 400, None, "not valid JSON"),
     ("empty body", b"", 400, None, "empty"),
     ("whitespace body", b"  \n", 400, None, "empty"),
@@ -337,5 +338,7 @@ def test_summary_defaults() -> None:
     assert not request.deterministic
     assert parse_chat(body(temperature=0)).deterministic
     assert parse_chat(body(max_tokens=5, max_completion_tokens=9)).max_tokens == 9
+    assert parse_chat(body(max_tokens=5, max_completion_tokens=9)).max_tokens_param == "max_completion_tokens"
+    assert parse_chat(body(max_tokens=5)).max_tokens_param == "max_tokens"
     assert parse_chat(body(stream=True)).include_usage is False
     assert parse_chat(body(stream=True, stream_options={"include_usage": False})).include_usage is False

@@ -21,8 +21,12 @@ def test_no_window_configured() -> None:
 def test_max_tokens_above_window() -> None:
     with pytest.raises(RequestInvalid) as caught:
         check_context_window(parse_chat(chat("hi", max_completion_tokens=5000)), 4096)
-    assert (caught.value.param, caught.value.code) == ("max_tokens", "context_length_exceeded")
-    assert "5000 is more than the model's context window of 4096" in caught.value.message
+    # The error names the field the client sent.
+    assert (caught.value.param, caught.value.code) == ("max_completion_tokens", "context_length_exceeded")
+    assert caught.value.message.startswith("max_completion_tokens: 5000 is more than the model's context window")
+    with pytest.raises(RequestInvalid) as caught:
+        check_context_window(parse_chat(chat("hi", max_tokens=5000)), 4096)
+    assert caught.value.param == "max_tokens" and caught.value.message.startswith("max_tokens: 5000 is more")
     check_context_window(parse_chat(chat("hi", max_tokens=4096)), 4096)
 
 
