@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import click
 
 from tokenyard.config.errors import ConfigError
@@ -25,14 +27,20 @@ def check_command(file: str) -> None:
     """
     try:
         config = load_config(file)
-    except ConfigFileError as error:
-        click.echo(error.format(), err=True)
-        raise SystemExit(EXIT_UNREADABLE) from None
     except ConfigError as error:
-        click.echo(error.format(), err=True)
-        click.echo(f"{file}: {len(error.issues)} error(s)", err=True)
-        raise SystemExit(EXIT_INVALID) from None
+        exit_with(file, error)
     click.echo(
         f"ok: {len(config.models)} models, {len(config.classes)} classes, "
         f"{len(config.tenants)} tenants, {len(config.keys)} keys"
     )
+
+
+def exit_with(file: str, error: ConfigError) -> NoReturn:
+    """Report ``error`` as ``config check`` does and exit: 2 for an unreadable file or bad YAML (one line), 1 for
+    an invalid config (one ``KEY.PATH: message`` line per issue, then a count). Shared by every command that
+    reads a gateway config file, so they all report the same way."""
+    click.echo(error.format(), err=True)
+    if isinstance(error, ConfigFileError):
+        raise SystemExit(EXIT_UNREADABLE) from None
+    click.echo(f"{file}: {len(error.issues)} error(s)", err=True)
+    raise SystemExit(EXIT_INVALID) from None

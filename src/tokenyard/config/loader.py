@@ -16,6 +16,7 @@ from tokenyard.config.gateway import GatewayConfig
 from tokenyard.config.models import PASS_THROUGH_MODEL
 from tokenyard.config.partial import can_cross_check, relevant
 from tokenyard.config.routing import check_routing
+from tokenyard.config.security import EastWestConfig
 from tokenyard.config.server import BUSY_POLL_MAX_US
 from tokenyard.config.validate import (
     check_auth_rule,
@@ -33,7 +34,7 @@ from tokenyard.config.validate import (
 )
 from tokenyard.config.yaml_source import ConfigFileError, read_yaml
 
-__all__ = ["ConfigFileError", "config_for_upstream", "load_config", "override_listen", "parse_config"]
+__all__ = ["ConfigFileError", "config_for_upstream", "load_config", "load_eastwest", "override_listen", "parse_config"]
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -43,6 +44,32 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     read or is not valid YAML (the issue names the line and column), ``ConfigError`` for every other problem.
     """
     return parse_config(read_yaml(Path(path)), env=env)
+
+
+def load_eastwest(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> EastWestConfig | None:
+    """The ``eastwest`` section of a gateway config file, or of a policy file that holds only that section.
+
+    A gateway config is validated whole, exactly as ``load_config`` does (a policy export from a config the
+    gateway would refuse would describe a policy nobody runs); a file whose only top-level key is ``eastwest``
+    gets the same substitution, typed conversion and rule checks for that section alone. Returns None when the
+    file has no ``eastwest`` section. Raises ``ConfigFileError`` and ``ConfigError`` as ``load_config`` does.
+    """
+    document = read_yaml(Path(path))
+    if document is None:  # an empty file: nothing to validate, and no section
+        return None
+    if not isinstance(document, dict) or not set(document) <= {"eastwest"}:
+        return parse_config(document, env=env).eastwest
+    issues: list[tuple[str, str]] = []
+    try:
+        sections = decode_sections(substitute(document, os.environ if env is None else env, "", issues), issues)
+    except RecursionError:
+        raise ConfigError([("", "the config is nested too deeply")]) from None
+    eastwest: EastWestConfig | None = sections.get("eastwest")
+    if eastwest is not None:
+        check_eastwest(eastwest, issues)
+    if issues:
+        raise ConfigError(issues)
+    return eastwest
 
 
 def parse_config(mapping: Any, env: Mapping[str, str] | None = None) -> GatewayConfig:

@@ -7,14 +7,15 @@ import os
 import re
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
+from tokenyard.config.cli import exit_with
+from tokenyard.config.errors import ConfigError
+from tokenyard.config.loader import load_eastwest
 from tokenyard.security.cilium import dump_manifests, render_policies
-from tokenyard.security.eastwest import EastWestPolicy
+from tokenyard.security.eastwest import EastWestPolicy, PolicyRule
 from tokenyard.security.keystore import KeyRecord, KeyStoreError, SqliteKeyStore
 from tokenyard.state import StateUnavailable, open_state
 
@@ -146,23 +147,25 @@ def policy_group() -> None:
 @click.option("--file", "path", type=click.Path(exists=True, dir_okay=False), required=True,
               help="A YAML file with an `eastwest:` section (a gateway config or a policy file).")
 def export(fmt: str, path: str) -> None:
-    """Render the east-west allow-list; warnings go to stderr."""
-    raw = yaml.safe_load(Path(path).read_text())
-    section = raw.get("eastwest") if isinstance(raw, dict) else None
-    if not isinstance(section, dict):
-        raise click.ClickException(f"{path}: no `eastwest:` section")
-    gateway = section.get("gateway", {})
-    if not isinstance(gateway, dict):
-        raise click.ClickException("eastwest.gateway: a mapping is required")
+    """Render the east-west allow-list; warnings go to stderr.
+
+    The file is read as ``tokenyard config check`` reads it (``${ENV}`` substituted, every key checked) and
+    errors are reported the same way, with the same exit codes: 1 for an invalid file, 2 for unreadable YAML.
+    """
     try:
-        policy = EastWestPolicy.from_mapping(section.get("rules", []))
-    except ValueError as exc:
-        raise click.ClickException(f"eastwest.{exc}") from exc
+        section = load_eastwest(path)
+    except ConfigError as error:
+        exit_with(path, error)
+    if section is None:
+        exit_with(path, ConfigError([("eastwest", f"no `eastwest:` section in {path}, nothing to export")]))
+    rules = [PolicyRule(name=rule.name or f"rule-{index}", identities=rule.identities, models=rule.models,
+                        routes=rule.routes, tools=rule.tools, selector=dict(rule.selector))
+             for index, rule in enumerate(section.rules)]
     manifests, warnings = render_policies(
-        policy,
-        gateway_labels=gateway.get("labels", {"app.kubernetes.io/name": "tokenyard"}),
-        port=int(gateway.get("port", 8080)),
-        namespace=str(gateway.get("namespace", "default")),
+        EastWestPolicy(rules),
+        gateway_labels=dict(section.gateway.labels),
+        port=section.gateway.port,
+        namespace=section.gateway.namespace,
     )
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)

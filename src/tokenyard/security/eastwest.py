@@ -66,19 +66,19 @@ class EastWestPolicy:
         for index, item in enumerate(raw):
             unknown = set(item) - {"name", "identities", *KINDS, "selector"}
             if unknown:
-                raise ValueError(f"policy[{index}]: unknown keys {sorted(unknown)}")
+                raise ValueError(f"rules[{index}]: unknown keys {sorted(unknown)}")
             identities = item.get("identities")
             if not identities or not all(isinstance(i, str) for i in identities):
-                raise ValueError(f"policy[{index}].identities: a non-empty list of strings is required")
+                raise ValueError(f"rules[{index}].identities: a non-empty list of strings is required")
             grants = {}
             for kind in KINDS:
                 values = item.get(kind, [])
                 if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                    raise ValueError(f"policy[{index}].{kind}: a list of strings is required")
+                    raise ValueError(f"rules[{index}].{kind}: a list of strings is required")
                 grants[kind] = tuple(values)
             selector = item.get("selector", {})
             if not isinstance(selector, Mapping):
-                raise ValueError(f"policy[{index}].selector: a mapping of labels is required")
+                raise ValueError(f"rules[{index}].selector: a mapping of labels is required")
             rules.append(
                 PolicyRule(
                     name=str(item.get("name", f"rule-{index}")),
