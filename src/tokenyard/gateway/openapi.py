@@ -26,6 +26,7 @@ ERROR_STATUSES = {
     "401": "Missing, invalid, revoked or expired credential",
     "403": "Not allowed (model, class, east-west policy)",
     "404": "Unknown model",
+    "409": "x-request-id already in use by a request in flight or a resumable stream",
     "413": "Request body too large",
     "429": "Rate limited, shed or token budget exhausted (see Retry-After)",
     "503": "No capacity or no healthy upstream",

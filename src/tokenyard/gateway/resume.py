@@ -13,9 +13,15 @@ The protocol, for the relay and the resume route:
 - ``registry.append(record, framed)``: new bytes from the upstream; wakes readers; mirrors complete events to
   the shared state (``state: redis``) so another replica can serve the resume.
 
-With a shared state, the record's metadata (tenant, class) is in ``resume:<id>:meta`` and its events in
-``resume:<id>:events``; a replica serving a resume of a stream it does not own tells the owner on the
-``tokenyard:resume`` channel (``attach``/``detach``), so the owner's window logic sees that reader too.
+With a shared state, the record's metadata (tenant, class) is in ``resume:t<len>:<tenant>:<id>:meta`` and its
+events in ``...:events``: keyed by tenant too, so two tenants that send the same ``x-request-id`` to two replicas
+never share (or overwrite, or delete) a record. A replica serving a resume of a stream it does not own tells the
+owner on the ``tokenyard:resume`` channel (``attach``/``detach``, with the tenant), so the owner's window logic
+sees that reader too.
+
+One record per request id: the request id stage refuses a client-chosen id that is in flight or still has a
+record (409 ``request_id_in_use``), so ``open`` never meets an id in use; if it does, it refuses rather than
+touch the other stream.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from time import monotonic
 import msgspec
 
 from tokenyard.config.streams import StreamsConfig
+from tokenyard.gateway.errors import GatewayError
 from tokenyard.state import SharedState, StateUnavailable, Subscription
 from tokenyard.telemetry.metrics import GatewayMetrics
 
@@ -42,12 +49,25 @@ SHARED_TTL_S = 60.0  # beyond the window: a crashed owner's records disappear by
 META_REFRESH_S = 10.0  # how often a live stream's shared metadata has its TTL renewed
 
 
-def meta_key(request_id: str) -> str:
-    return f"resume:{request_id}:meta"
+class RequestIdInUse(GatewayError):
+    """``open`` was given the id of a stream that is still registered (the request id stage prevents it)."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(409, f"x-request-id {request_id!r} already has a resumable stream", "request_id_in_use",
+                         param="x-request-id")
 
 
-def events_key(request_id: str) -> str:
-    return f"resume:{request_id}:events"
+def _record_key(tenant: str, request_id: str) -> str:
+    # The tenant's length first: "a:b" + "c" and "a" + "b:c" must not meet (ids may contain ':').
+    return f"resume:t{len(tenant)}:{tenant}:{request_id}"
+
+
+def meta_key(tenant: str, request_id: str) -> str:
+    return _record_key(tenant, request_id) + ":meta"
+
+
+def events_key(tenant: str, request_id: str) -> str:
+    return _record_key(tenant, request_id) + ":events"
 
 
 def event_id(event: bytes) -> int:
@@ -229,16 +249,16 @@ class ResumeRegistry:
     def open(self, request_id: str, tenant: str, model: str, klass: str, window_s: float) -> StreamRecord:
         buffer = EventBuffer(self.config.resume_buffer_events, self.config.resume_buffer_bytes)
         record = StreamRecord(request_id, tenant, model, klass, window_s, buffer)
-        old = self.records.get(request_id)
-        if old is not None:
-            self._expire(old)  # a client reusing a request id: the newer stream wins
+        if request_id in self.records:
+            # Never expire (and so cut off) another stream because an id came twice: refuse the newcomer.
+            raise RequestIdInUse(request_id)
         self.records[request_id] = record
         if self.state is not None:
             record.shared = True
             record.meta = msgspec.json.encode({"tenant": tenant, "model": model, "class": klass,
                                                "window_ms": int(window_s * 1000)})
             record.meta_at = monotonic()
-            self._spawn(self._state_call(self.state.set(meta_key(request_id), record.meta,
+            self._spawn(self._state_call(self.state.set(meta_key(tenant, request_id), record.meta,
                                                         ttl_s=window_s + SHARED_TTL_S)))
         return record
 
@@ -249,12 +269,13 @@ class ResumeRegistry:
             record.notify()
             state = self.state
             if record.shared and state is not None:
-                key = events_key(record.request_id)
+                key = events_key(record.tenant, record.request_id)
                 ttl_s = record.window_s + SHARED_TTL_S
                 now = monotonic()
                 if now - record.meta_at >= META_REFRESH_S:
                     record.meta_at = now
-                    self._spawn(self._state_call(state.set(meta_key(record.request_id), record.meta, ttl_s=ttl_s)))
+                    self._spawn(self._state_call(state.set(meta_key(record.tenant, record.request_id), record.meta,
+                                                          ttl_s=ttl_s)))
                 for event in events:
                     # In order, one call per event; an unreachable state costs at most its timeout and only
                     # the cross-replica resume (this replica keeps serving from memory).
@@ -313,14 +334,14 @@ class ResumeRegistry:
         record.notify()
         if record.shared and self.state is not None:
             state = self.state
-            self._spawn(self._state_call(state.delete(meta_key(record.request_id))))
-            self._spawn(self._state_call(state.delete(events_key(record.request_id))))
+            self._spawn(self._state_call(state.delete(meta_key(record.tenant, record.request_id))))
+            self._spawn(self._state_call(state.delete(events_key(record.tenant, record.request_id))))
 
     # -- other replicas ----------------------------------------------------------------------------------------
-    async def tell_owner(self, request_id: str, op: str) -> None:
-        """Tell the owner of ``request_id`` about a reader here: ``attach``, ``detach``, ``delivered``."""
+    async def tell_owner(self, tenant: str, request_id: str, op: str) -> None:
+        """Tell the owner of ``tenant``'s ``request_id`` about a reader here: ``attach``, ``detach``, ``delivered``."""
         if self.state is not None:
-            message = msgspec.json.encode({"id": request_id, "op": op})
+            message = msgspec.json.encode({"id": request_id, "tenant": tenant, "op": op})
             await self._state_call(self.state.publish(CHANNEL, message))
 
     async def _follow(self, subscription: Subscription) -> None:
@@ -329,11 +350,12 @@ class ResumeRegistry:
                 try:
                     decoded = msgspec.json.decode(message)
                     record = self.records.get(str(decoded["id"]))
+                    tenant = decoded.get("tenant")
                     op = decoded["op"]
-                except (msgspec.DecodeError, KeyError, TypeError):
+                except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
                     continue
-                if record is None or record.expired:
-                    continue
+                if record is None or record.expired or record.tenant != tenant:
+                    continue  # another tenant's stream that happens to have the same id (on another replica)
                 if op == "attach":
                     self.attach(record, monotonic())
                 elif op in ("detach", "delivered"):

@@ -35,6 +35,7 @@ _ABORT_MESSAGE = {
     "deadline": "the request's deadline was exceeded",
     "upstream_timeout": "the upstream did not answer in time",
     "admin": "the request was aborted by an administrator",
+    "stream_closed": "the gateway closed the stream (it is shutting down)",
 }
 _UPSTREAM_DIED = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
@@ -86,7 +87,7 @@ async def relay_resumable(ctx: RequestContext, upstream: H1Response, series: Req
                           metrics: GatewayMetrics, watchdog: Watchdog, registry: ResumeRegistry, window_s: float,
                           heartbeat_s: float) -> web.StreamResponse:
     """Relay an SSE stream that stays resumable for ``window_s`` after the client drops (see the module doc)."""
-    record = registry.open(ctx.request_id, ctx.tenant, ctx.model, ctx.klass, window_s)
+    record = registry.open(ctx.request_id, ctx.tenant, ctx.model, ctx.klass, window_s)  # unique id: observe
     task = ctx.task
 
     def on_expire() -> None:
@@ -213,9 +214,12 @@ async def _stopped(relay: _Relay, upstream: H1Response, watchdog: Watchdog) -> w
     watchdog.stop()
     abort_upstream(ctx, relay.metrics, upstream, watchdog.loop)
     reason = ctx.abort_reason
-    if reason:
+    if reason or relay.attached:
+        # The gateway stopped it (an abort, or its record was closed under a connected client: shutdown): the
+        # client, or whoever resumes, gets an error event saying so, never a clean end that looks complete.
         ctx.outcome = "expired" if reason == "deadline" else "error"
-        error = relay.framer.error_event(_ABORT_MESSAGE.get(reason, "the request was aborted"), reason)
+        code = reason or "stream_closed"
+        error = relay.framer.error_event(_ABORT_MESSAGE.get(code, "the request was aborted"), code)
         await relay.registry.append(relay.record, error)  # whoever resumes learns why it ended
         await _write(relay, error)
     else:

@@ -102,14 +102,14 @@ async def serve_local(request: web.Request, registry: ResumeRegistry, record: St
     return resp
 
 
-async def serve_remote(request: web.Request, registry: ResumeRegistry, state: SharedState, request_id: str,
-                       last_seen: int, heartbeat_s: float) -> web.StreamResponse:
-    """Serve another replica's stream from the shared buffer, polling it for new events."""
-    key = events_key(request_id)
+async def serve_remote(request: web.Request, registry: ResumeRegistry, state: SharedState, tenant: str,
+                       request_id: str, last_seen: int, heartbeat_s: float) -> web.StreamResponse:
+    """Serve another replica's stream (``tenant``'s ``request_id``) from the shared buffer, polling it."""
+    key = events_key(tenant, request_id)
     items = await state.list_range(key)
     if items and last_seen + 1 < event_id(items[0]):
         return _gap_response(ResumeGap(last_seen, event_id(items[0])))
-    await registry.tell_owner(request_id, "attach")
+    await registry.tell_owner(tenant, request_id, "attach")
     delivered = False
     resp = web.StreamResponse(status=200, headers=_sse_headers(request_id))
     try:
@@ -142,14 +142,14 @@ async def serve_remote(request: web.Request, registry: ResumeRegistry, state: Sh
             position += len(items)
             if not items and now - checked >= META_CHECK_S:
                 checked = now
-                if await state.get(meta_key(request_id)) is None:
+                if await state.get(meta_key(tenant, request_id)) is None:
                     await resp.write(_error_event("the stream's resume window closed", "stream_closed"))
                     break
         await resp.write_eof()
     except ConnectionResetError:
         delivered = False
     finally:
-        await registry.tell_owner(request_id, "delivered" if delivered else "detach")
+        await registry.tell_owner(tenant, request_id, "delivered" if delivered else "detach")
     return resp
 
 
@@ -175,10 +175,9 @@ def add_resume_routes(app: web.Application, gw: Gateway) -> None:
         not_found = error_response(404, f"no resumable stream {request_id!r} (unknown, not yours, or its resume "
                                         "window closed)", "stream_not_found")
         record = registry.records.get(request_id)
-        if record is not None and not record.expired:
-            if record.tenant != tenant:
-                metrics.stream_reconnects.labels("not_found").inc()
-                return not_found
+        # Another tenant's stream with this id (it chose the same x-request-id) is not this caller's: look in the
+        # shared state for the caller's own, else 404 as for an unknown id.
+        if record is not None and not record.expired and record.tenant == tenant:
             try:
                 record.buffer.after(last_seen)
             except ResumeGap as exc:
@@ -189,9 +188,10 @@ def add_resume_routes(app: web.Application, gw: Gateway) -> None:
         state = registry.state
         if state is not None:
             try:
-                meta = await state.get(meta_key(request_id))
+                meta = await state.get(meta_key(tenant, request_id))  # only ever this tenant's record
                 if meta is not None and msgspec.json.decode(meta).get("tenant") == tenant:
-                    response = await serve_remote(request, registry, state, request_id, last_seen, heartbeat_s)
+                    response = await serve_remote(request, registry, state, tenant, request_id, last_seen,
+                                                  heartbeat_s)
                     result = "overflow" if response.status == 410 else "resumed"
                     metrics.stream_reconnects.labels(result).inc()
                     return response

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tokenyard.config.streams import StreamsConfig
-from tokenyard.gateway.resume import ResumeRegistry
+from tokenyard.gateway.resume import RequestIdInUse, ResumeRegistry, events_key, meta_key
 from tokenyard.telemetry.metrics import GatewayMetrics
 
 
@@ -55,12 +57,20 @@ async def test_a_delivered_stream_lingers_one_window_at_no_cost() -> None:
     assert value(metrics, "tokenyard_resume_window_tokens_total", **{"class": "live"}) == 0
 
 
-async def test_a_reused_request_id_replaces_the_older_stream() -> None:
+async def test_a_reused_request_id_is_refused_and_never_touches_the_first_stream() -> None:
     registry = ResumeRegistry(StreamsConfig(), GatewayMetrics())
     first = registry.open("same", "a", "m", "live", 5.0)
-    second = registry.open("same", "a", "m", "live", 5.0)
-    assert first.expired and registry.records["same"] is second
+    with pytest.raises(RequestIdInUse) as refused:
+        registry.open("same", "b", "m", "live", 5.0)
+    assert refused.value.status == 409 and refused.value.code == "request_id_in_use"
+    assert not first.expired and registry.records["same"] is first
     await registry.close()
+
+
+def test_shared_keys_are_per_tenant_and_unambiguous() -> None:
+    assert meta_key("a", "x") != meta_key("b", "x")
+    assert meta_key("a:b", "c") != meta_key("a", "b:c")  # ids may contain ':'
+    assert events_key("a", "x") != meta_key("a", "x")
 
 
 async def test_expire_detached_at_shutdown_leaves_attached_streams() -> None:

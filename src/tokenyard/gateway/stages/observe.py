@@ -1,10 +1,17 @@
-"""The outermost stage: request id, error mapping, in-flight registration, metrics and the access log."""
+"""The outermost stage: request id, error mapping, in-flight registration, metrics and the access log.
+
+Request ids: a client's ``x-request-id`` is kept and echoed unless that id is in use on this gateway (a request
+in flight, or a resumable stream whose window is open): then the request gets a fresh id and is refused with
+409 ``request_id_in_use`` once it has authenticated (``refuse_reused_id``, in the validate stage), so one
+request can never take over, cut off or be confused with another's stream, in-flight entry or resume record.
+Generated ids are random (96 bits): nobody can guess, pre-claim or probe another client's id.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import secrets
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -19,6 +26,8 @@ if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
 
 MAX_REQUEST_ID = 128
+# Set on the request when its client-chosen x-request-id was in use: the id it asked for (refused after auth).
+REUSED_REQUEST_ID = web.RequestKey("tokenyard_reused_request_id", str)
 log = logging.getLogger("tokenyard.gateway")
 
 
@@ -26,25 +35,43 @@ def _acceptable_id(value: str) -> bool:
     return 0 < len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable()
 
 
+def new_request_id() -> str:
+    """A gateway-generated request id: random, so unguessable and (in practice) unique across replicas."""
+    return "req-" + secrets.token_hex(12)
+
+
+def refuse_reused_id(ctx: RequestContext) -> None:
+    """Raise 409 ``request_id_in_use`` if the client asked for an id that was in use (see the module doc).
+
+    Called after authentication, so an anonymous caller cannot use it to learn which ids are in flight."""
+    reused = ctx.request.get(REUSED_REQUEST_ID)
+    if reused is not None:
+        raise GatewayError(409, f"x-request-id {reused!r} is already in use by a request in flight or a stream that "
+                                "can still be resumed; send a unique id or leave the header out", "request_id_in_use",
+                           param="x-request-id")
+
+
 def observe_stage(gw: Gateway) -> Stage:
-    prefix = os.urandom(4).hex()
-    counter = 0
+    inflight = gw.inflight
+    resumable = gw.resume.records
     metrics = gw.metrics
     access_log = gw.access_log
     tracing = gw.tracing
 
     async def observe(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
-        nonlocal counter
         given = ctx.request.headers.get("x-request-id")
         if given is not None and _acceptable_id(given):
-            ctx.request_id = given
+            if given in inflight or given in resumable:
+                ctx.request_id = new_request_id()  # never shares an id; refused once authenticated
+                ctx.request[REUSED_REQUEST_ID] = given
+            else:
+                ctx.request_id = given
         else:
-            counter += 1
-            ctx.request_id = f"{prefix}-{counter}"
+            ctx.request_id = new_request_id()
         ctx.task = asyncio.current_task()
         if tracing is not None:
             ctx.trace = tracing.begin(ctx)
-        gw.inflight[ctx.request_id] = ctx
+        inflight[ctx.request_id] = ctx  # unique: checked above, with no await in between
         try:
             try:
                 response = await call_next(ctx)
@@ -79,8 +106,8 @@ def observe_stage(gw: Gateway) -> Stage:
                 response.headers.update(gateway_headers(ctx))
             return response
         finally:
-            if gw.inflight.get(ctx.request_id) is ctx:
-                del gw.inflight[ctx.request_id]
+            if inflight.get(ctx.request_id) is ctx:
+                del inflight[ctx.request_id]
             # The bookkeeping runs after the response is written (the server, native or aiohttp, writes a returned
             # response in this same task step; call_soon comes after it), so the client never waits for it.
             asyncio.get_running_loop().call_soon(account, ctx, monotonic())

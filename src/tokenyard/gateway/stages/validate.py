@@ -1,4 +1,5 @@
-"""Validation before any upstream work: the OpenAI schema of the operation.
+"""Validation before any upstream work: a reused ``x-request-id`` (409, see ``observe``), then the OpenAI schema
+of the operation.
 
 The body size and the time to receive it were enforced by the body reader (``auth.body_reader``), which runs
 before this stage on every request: here the body is already in memory.
@@ -15,6 +16,7 @@ from tokenyard.config import LimitsConfig
 from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage
+from tokenyard.gateway.stages.observe import refuse_reused_id
 from tokenyard.schema import ParsedRequest, RequestInvalid, parse_chat, parse_completion, parse_embedding
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ def validate_stage(gw: Gateway) -> Stage:
     limits = gw.config.limits
 
     async def validate(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+        refuse_reused_id(ctx)  # after auth (the stage before): anonymous callers learn nothing about ids in use
         body = await ctx.request.read()  # received whole by the body reader: returned from memory
         try:
             ctx.parsed = PARSERS[ctx.operation](body, limits)
