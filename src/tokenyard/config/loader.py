@@ -160,7 +160,7 @@ def _normalise(config: GatewayConfig, issues: list[tuple[str, str]]) -> GatewayC
         check_jwt(config.jwt, issues)
     if config.eastwest is not None:
         check_eastwest(config.eastwest, issues)
-    check_routing(config.routes, config.routing, set(models), issues)
+    check_routing(config.routes, config.routing, set(models), issues, set(classes), set(tenants))
     config = msgspec.structs.replace(
         config, admin=admin, default_class=default_class, models=models, tenants=tenants, keys=keys
     )

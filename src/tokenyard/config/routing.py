@@ -12,6 +12,7 @@ from typing import Annotated
 import msgspec
 
 from tokenyard.config.base import NonNegativeInt, PositiveInt, Ratio, Section
+from tokenyard.config.errors import join_path
 
 PositiveMs = Annotated[float, msgspec.Meta(gt=0.0)]
 
@@ -131,15 +132,35 @@ class RoutingConfig(Section, frozen=True, kw_only=True):
 
 
 def check_routing(routes: dict[str, tuple[RouteRuleConfig, ...]], routing: RoutingConfig, models: set[str],
-                  issues: list[tuple[str, str]]) -> None:
-    """Every pool named by a route rule or the east-west section must be a configured model."""
+                  issues: list[tuple[str, str]], classes: set[str] | None = None,
+                  tenants: set[str] | None = None) -> None:
+    """Every name the routing sections use must be defined, so a typo is an error and not a rule that never
+    matches: route tables are keyed by configured models, rules send to configured models and name configured
+    tenants and classes, ``routing.classes`` names configured classes, and the east-west hops configured pools.
+    ``classes``/``tenants`` None skips those checks.
+    """
     for name, rules in routes.items():
+        table = join_path("routes", name)
+        if name not in models:
+            issues.append((table, f"model {name!r} is not defined in models"))
         for index, rule in enumerate(rules):
+            path = join_path(table, index)
             if rule.pool not in models:
-                issues.append((f"routes.{name}[{index}].pool", f"model {rule.pool!r} is not defined in models"))
+                issues.append((join_path(path, "pool"), f"model {rule.pool!r} is not defined in models"))
+            named = (("class", "classes", rule.classes, classes), ("tenant", "tenants", rule.tenants, tenants))
+            for kind, key, used, defined in named:
+                for position, value in enumerate(used or ()):
+                    if defined is not None and value not in defined:
+                        issues.append((join_path(join_path(path, key), position),
+                                       f"{kind} {value!r} is not defined in {key}"))
+    # The built-in default names batch; it is no error in a config whose classes have other names.
+    if classes is not None and routing.classes != RoutingConfig().classes:
+        for klass in routing.classes:
+            if klass not in classes:
+                issues.append((join_path("routing.classes", klass), f"class {klass!r} is not defined in classes"))
     ew = routing.eastwest
-    named = {"retrieval_pool": ew.retrieval_pool, "tool_pool": ew.tool_pool}
-    named.update({f"tools.{tool}": pool for tool, pool in ew.tools.items()})
-    for key, pool in named.items():
+    pools = {"retrieval_pool": ew.retrieval_pool, "tool_pool": ew.tool_pool}
+    pools.update({f"tools.{tool}": pool for tool, pool in ew.tools.items()})
+    for key, pool in pools.items():
         if pool is not None and pool not in models:
             issues.append((f"routing.eastwest.{key}", f"model {pool!r} is not defined in models"))

@@ -249,6 +249,36 @@ CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
         "degradation",
         "down_threshold < up_threshold",
     ),
+    (
+        "routing class unknown",
+        setting("routing", {"classes": {"gold": {"failover": False}}}),
+        "routing.classes.gold",
+        "class 'gold' is not defined in classes",
+    ),
+    (
+        "route table for an unknown model",
+        setting("routes", {"nosuch": [{"pool": "chat"}]}),
+        "routes.nosuch",
+        "model 'nosuch' is not defined in models",
+    ),
+    (
+        "route rule class unknown",
+        setting("routes", {"chat": [{"pool": "chat-small", "classes": ["standard", "silver"]}]}),
+        "routes.chat[0].classes[1]",
+        "class 'silver' is not defined in classes",
+    ),
+    (
+        "route rule tenant unknown",
+        setting("routes", {"chat": [{"pool": "chat-small", "tenants": ["nobody"]}]}),
+        "routes.chat[0].tenants[0]",
+        "tenant 'nobody' is not defined in tenants",
+    ),
+    (
+        "route rule pool unknown",
+        setting("routes", {"chat": [{"pool": "chat-tiny"}]}),
+        "routes.chat[0].pool",
+        "model 'chat-tiny' is not defined in models",
+    ),
     ("zero connect timeout", setting("timeouts.connect_ms", 0), "timeouts.connect_ms", ">= 1"),
     ("budget ratio above 1", setting("retries.budget_ratio", 1.5), "retries.budget_ratio", "<= 1.0"),
     ("zero body limit", setting("limits.max_body_bytes", 0), "limits.max_body_bytes", ">= 1"),
@@ -399,3 +429,15 @@ def test_no_reference_checks_when_a_key_entry_is_broken(doc: Doc) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(doc, env={})
     assert caught.value.issues == [("keys[0].nme", "unknown key")]  # keys[1]'s index would be wrong otherwise
+
+
+def test_routing_names_defined_entries(doc: Doc) -> None:
+    doc["routes"] = {"chat": [{"pool": "chat-small", "tenants": ["acme"], "classes": ["premium"]}]}
+    doc["routing"] = {"classes": {"premium": {"hedge_delay_ms": 300}, "batch": {"failover": False}}}
+    assert parse_config(doc, env={}).routes["chat"][0].tenants == ("acme",)
+    # The built-in default retry policy names batch: no error in a config without a batch class.
+    doc["classes"] = {"gold": {"priority": 0}}
+    doc["tenants"] = {"acme": {}, "other": {}}
+    doc["routes"] = {}
+    del doc["routing"]
+    assert parse_config(doc, env={}).routing.classes.keys() == {"batch"}
