@@ -10,6 +10,10 @@ A request whose budget is ``budget_s`` (min of the class queue TTL, the client's
 and, where configured, the class TTFT SLO) is rejected at once when ``predicted > budget * (1 - slack)``
 rather than after it has waited; at dispatch the check is repeated with position 0 (the wait is now known).
 Before any sample exists the predictor knows nothing and admits (``predict`` uses the priors, 0 by default).
+
+A request that finds a free slot (position 0) is checked only against the client's own deadline, and only with
+a TTFT learned from real samples (``check_learned``): never on priors, and not once the newest sample is older
+than ``ttft_max_age_s`` (a pool that went quiet is re-taught by the next requests instead of refusing forever).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class DeadlineSettings:
     slack_fraction: float = 0.1
     prior_service_interval_s: float = 0.0
     prior_ttft_s: float = 0.0
+    ttft_max_age_s: float = 30.0  # a learned TTFT older than this is not trusted to refuse a free-slot request
 
 
 class Ewma:
@@ -54,6 +59,7 @@ class TtftPredictor:
         self._interval = Ewma(self.settings.alpha)
         self._ttft = Ewma(self.settings.alpha)
         self._last_dispatch: float | None = None
+        self._ttft_at: float | None = None  # when the newest TTFT sample came (None: no time given)
 
     @property
     def service_interval_s(self) -> float:
@@ -71,8 +77,10 @@ class TtftPredictor:
             self._interval.update(max(0.0, now - self._last_dispatch))
         self._last_dispatch = now
 
-    def observe_ttft(self, ttft_s: float) -> None:
+    def observe_ttft(self, ttft_s: float, now: float | None = None) -> None:
+        """A measured TTFT; ``now`` (the caller's clock) dates it for ``check_learned``."""
         self._ttft.update(max(0.0, ttft_s))
+        self._ttft_at = now
 
     def predict(self, position: int) -> float:
         return max(0, position) * self.service_interval_s + self.ttft_s
@@ -82,3 +90,13 @@ class TtftPredictor:
         predicted = self.predict(position)
         allowed = budget_s * (1 - self.settings.slack_fraction)
         return DeadlineVerdict(predicted <= allowed, predicted, allowed)
+
+    def check_learned(self, budget_s: float, now: float) -> DeadlineVerdict:
+        """Whether a request served now (position 0) can get its first token within ``budget_s`` less slack,
+        judged only by the TTFT learned from samples dated within ``ttft_max_age_s`` of ``now``: with none, ok."""
+        learned = self._ttft.value
+        allowed = budget_s * (1 - self.settings.slack_fraction)
+        at = self._ttft_at
+        if learned is None or at is None or now - at > self.settings.ttft_max_age_s:
+            return DeadlineVerdict(True, self.ttft_s, allowed)
+        return DeadlineVerdict(learned <= allowed, learned, allowed)

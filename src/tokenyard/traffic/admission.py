@@ -242,11 +242,11 @@ class AdmissionController:
     # ---- the request path -------------------------------------------------------------------------------
     def admit_now(self, ticket: AdmissionTicket) -> Lease | None:
         """The arrival fast path: the lease at once when nobody is queued in the pool and a slot is free for
-        the ticket's tier, or ``Rejected`` when shedding refuses it; None (no decision taken, nothing changed):
-        the request may have to wait, ``await admit(ticket)``.
+        the ticket's tier, or ``Rejected`` when shedding or the client's deadline refuses it; None (no decision
+        taken, nothing changed): the request may have to wait, ``await admit(ticket)``.
 
         It takes exactly the decisions ``admit`` takes for such an arrival (the shedding draw included): with
-        an empty queue nothing can expire, the deadline check passes (a free slot means position 0) and the
+        an empty queue nothing can expire, the deadline check is the free-slot one (position 0) and the
         queue would hand the slot straight back; only the queue round trip and its bookkeeping are skipped.
         """
         if self._closed:
@@ -260,6 +260,8 @@ class AdmissionController:
         self._check_shedding(pool, ticket)
         arrival = now if ticket.arrival is None else ticket.arrival
         budget_s, _client_bound = self._budget(ticket)
+        if ticket.deadline_s is not None:
+            self._check_deadline(pool, ticket, budget_s - (now - arrival), now, arrival)
         entry = pool.queue.dispatch_now(ticket.request_id, **self._entry_fields(ticket, now, arrival, budget_s))
         pool.predictor.observe_dispatch(now, backlogged=False)
         pool.inflight += 1
@@ -295,7 +297,7 @@ class AdmissionController:
         self._check_shedding(pool, ticket)
         arrival = now if ticket.arrival is None else ticket.arrival
         budget_s, client_bound = self._budget(ticket)
-        self._check_deadline(pool, ticket, budget_s - (now - arrival))
+        self._check_deadline(pool, ticket, budget_s - (now - arrival), now, arrival)
         entry = pool.queue.push(ticket.request_id, **self._entry_fields(ticket, now, arrival, budget_s),
                                 aging_base_s=ticket.queue_timeout_s)
         future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
@@ -402,13 +404,19 @@ class AdmissionController:
         """Slots a request of ``tier`` may take now (the critical tier may use the reserve too)."""
         return (pool.capacity if tier is ShedTier.CRITICAL else self._shared(pool)) - pool.inflight
 
-    def _check_deadline(self, pool: _Pool, ticket: AdmissionTicket, budget_left_s: float) -> None:
+    def _check_deadline(self, pool: _Pool, ticket: AdmissionTicket, budget_left_s: float, now: float,
+                        arrival: float) -> None:
         free = self._free_slots(pool, ticket.tier)
         position = max(0, pool.queue.depth_ahead(ticket.priority) + 1 - free)
         if position == 0:
-            # A free slot now: queueing adds nothing, and refusing cannot make a slow backend faster.
-            return
-        verdict = pool.predictor.check(position, budget_left_s)
+            # A free slot: the queue adds nothing, so the class SLO is not checked (a slow pool would shed every
+            # standard request while its slots stand idle). The client's own deadline is: below the TTFT the
+            # pool has shown recently it would almost surely be missed, so it is refused before upstream work.
+            if ticket.deadline_s is None:
+                return
+            verdict = pool.predictor.check_learned(ticket.deadline_s - (now - arrival), now)
+        else:
+            verdict = pool.predictor.check(position, budget_left_s)
         if verdict.ok:
             return
         retry = retry_after_s(verdict.predicted_s - verdict.allowed_s, self.settings.shedding)
@@ -543,12 +551,13 @@ class AdmissionController:
                                   waited, None))
 
     def _on_ttft(self, pool: _Pool, endpoint: str | None, ttft_s: float) -> None:
-        pool.predictor.observe_ttft(ttft_s)
+        now = self._clock()
+        pool.predictor.observe_ttft(ttft_s, now)
         key = endpoint if endpoint in pool.limits else POOL_KEY
         limit = pool.limits.get(key)
         if limit is not None:
             inflight = pool.inflight if key == POOL_KEY else pool.endpoint_inflight.get(key, 0)
-            limit.sample(ttft_s, inflight, self._clock())
+            limit.sample(ttft_s, inflight, now)
             self._pump(pool, from_release=False)
 
     def _on_overload(self, pool: _Pool, endpoint: str | None) -> None:

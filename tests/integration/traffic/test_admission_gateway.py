@@ -96,6 +96,33 @@ async def test_unmeetable_deadline_is_rejected_at_once_without_backend_work() ->
             assert metric(gw, "premium", "shed") == 1
 
 
+async def test_a_deadline_below_the_pools_ttft_is_refused_even_with_a_free_slot() -> None:
+    classes = {
+        "premium": {"priority": 0, "ttft_slo_ms": 500, "queue_timeout_ms": 2000},
+        "standard": {"priority": 1, "ttft_slo_ms": 100, "queue_timeout_ms": 10000},
+    }
+    async with running_sim("fast", seed=4, ttft_ms=300.0, itl_ms=5.0) as sim:
+        config = traffic_config([sim_url(sim)], admission=fixed_limit(4), classes=classes)
+        async with running_gateway(config) as gw, aiohttp.ClientSession() as session:
+            model = sim.model
+            # no TTFT learned yet: a tight deadline is not refused on priors (it runs, and misses it upstream)
+            status, _, error = await post(session, gw, chat(model, 2), "premium", {"x-tokenyard-deadline-ms": "50"})
+            assert status == 504 and error["error"]["code"] == "deadline"  # type: ignore[index]
+            # teach the predictor the backend's TTFT (about 0.3 s; streams measure it)
+            assert (await post(session, gw, chat(model, 2, stream=True), "premium"))[0] == 200
+            seen = sim_requests(await sim.stats())
+            status, headers, error = await post(session, gw, chat(model, 2), "premium",
+                                                {"x-tokenyard-deadline-ms": "100"})
+            assert status == 429 and error["error"]["code"] == "deadline_unmeetable"  # type: ignore[index]
+            assert "Retry-After" in headers
+            assert sim_requests(await sim.stats()) == seen  # refused before any upstream work
+            # the class SLO alone (standard: 100 ms, below the pool's TTFT) never refuses a free slot
+            assert (await post(session, gw, chat(model, 2), "standard"))[0] == 200
+            # a deadline the pool can meet runs
+            assert (await post(session, gw, chat(model, 2), "premium", {"x-tokenyard-deadline-ms": "5000"}))[0] == 200
+            assert inflight(gw) == 0
+
+
 async def test_queue_ttl_expiry_never_reaches_the_backend() -> None:
     classes = {
         "premium": {"priority": 0, "ttft_slo_ms": 500, "queue_timeout_ms": 2000},

@@ -56,3 +56,15 @@ def test_no_samples_admits_with_priors() -> None:
     strict = TtftPredictor(DeadlineSettings(prior_service_interval_s=0.01, prior_ttft_s=0.2))
     assert strict.predict(10) == pytest.approx(0.3)
     assert not strict.check(100, 1.0).ok
+
+
+def test_check_learned_uses_only_fresh_samples() -> None:
+    p = TtftPredictor(DeadlineSettings(prior_ttft_s=5.0, ttft_max_age_s=30.0))
+    assert p.check_learned(0.02, now=0.0).ok  # priors never refuse
+    p.observe_ttft(0.1)  # undated: not trusted to refuse either
+    assert p.check_learned(0.02, now=0.0).ok
+    p.observe_ttft(0.1, now=10.0)
+    verdict = p.check_learned(0.02, now=10.0)
+    assert not verdict.ok and verdict.predicted_s == pytest.approx(0.1) and verdict.allowed_s == pytest.approx(0.018)
+    assert p.check_learned(0.2, now=10.0).ok  # 0.1 <= 0.18
+    assert p.check_learned(0.02, now=40.1).ok  # the newest sample is older than ttft_max_age_s
