@@ -28,6 +28,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+MAX_PORT = 65535
+
+
+def port_type() -> click.IntRange:
+    """The type of every port option: 0..65535, where 0 picks a free port (the range config files use)."""
+    return click.IntRange(0, MAX_PORT)
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from tokenyard.chaos.faults import DirectionFaults, Faults, FaultsInvalid
+from tokenyard.cli import port_type
 
 
 def parse_target(value: str) -> tuple[str, int]:
@@ -38,7 +39,7 @@ def chaos_group() -> None:
 
 @chaos_group.command("proxy")
 @click.option("--listen-host", default="127.0.0.1", show_default=True)
-@click.option("--listen-port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option("--listen-port", type=port_type(), default=0, show_default=True, help="0 picks a free port.")
 @click.option("--target", required=True, help="HOST:PORT to forward to.")
 @click.option("--direction", type=click.Choice(["up", "down", "both"]), default="both", show_default=True,
               help="up: client->server, down: server->client.")
@@ -54,7 +55,7 @@ def chaos_group() -> None:
 @click.option("--blackhole-prob", type=float, default=0.0, show_default=True)
 @click.option("--close-after-bytes", type=int, default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--api-port", type=int, default=0, show_default=True, help="control API port; 0 picks one.")
+@click.option("--api-port", type=port_type(), default=0, show_default=True, help="control API port; 0 picks one.")
 def proxy_command(
     listen_host: str,
     listen_port: int,

@@ -7,6 +7,7 @@ import sys
 import click
 
 from tokenyard import runtime
+from tokenyard.cli import port_type
 from tokenyard.config import ConfigError, GatewayConfig, config_for_upstream, load_config, override_listen
 from tokenyard.config.server import BUSY_POLL_MAX_US
 from tokenyard.telemetry.tracing import check_tracing_extra
@@ -48,7 +49,7 @@ async def serve(config: GatewayConfig) -> None:
 @click.command("serve")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--host", default=None, help="Listen address (default: the config's, or 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Listen port; 0 picks a free one (printed).")
+@click.option("--port", type=port_type(), default=None, help="Listen port; 0 picks a free one (printed).")
 @click.option("--upstream", default=None, help="Front this one OpenAI-compatible server (base URL).")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Gateway processes sharing the port (SO_REUSEPORT); share limits with state: redis://.")

@@ -12,6 +12,7 @@ import aiohttp
 import click
 import msgspec
 
+from tokenyard.cli import port_type
 from tokenyard.pipeline.spec import JsonlSinkSpec, PipelineSpec, SinkSpec, SpecError, StreamSinkSpec, load_spec
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -32,7 +33,7 @@ def pipeline_group() -> None:
 @pipeline_group.command("run")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--consumer", default=None, help="Consumer name in the group (default: hostname-pid).")
-@click.option("--port", type=int, default=None, help="Override the HTTP port (ingest/metrics); 0 picks one.")
+@click.option("--port", type=port_type(), default=None, help="Override the HTTP port (ingest/metrics); 0 picks one.")
 def run_command(file: str, consumer: str | None, port: int | None) -> None:
     """Run a worker of the pipeline FILE until SIGINT/SIGTERM."""
     from tokenyard import runtime

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from tokenyard.cli import port_type
 from tokenyard.sim.faults import FaultConfig, parse_faults
 from tokenyard.sim.params import PROFILES, SimParams
 
@@ -59,7 +60,7 @@ def faults_from(values: dict[str, Any]) -> FaultConfig:
 
 @click.command("sim")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8000, show_default=True, help="0 picks a free port")
+@click.option("--port", type=port_type(), default=8000, show_default=True, help="0 picks a free port")
 @click.option("--profile", "profile_name", type=click.Choice(sorted(PROFILES)), default="large", show_default=True)
 @click.option("--kind", type=click.Choice(["llm", "retrieval", "tool"]), default="llm", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
