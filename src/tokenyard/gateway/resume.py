@@ -17,7 +17,8 @@ With a shared state, the record's metadata (tenant, class) is in ``resume:t<len>
 events in ``...:events``: keyed by tenant too, so two tenants that send the same ``x-request-id`` to two replicas
 never share (or overwrite, or delete) a record. A replica serving a resume of a stream it does not own tells the
 owner on the ``tokenyard:resume`` channel (``attach``/``detach``, with the tenant), so the owner's window logic
-sees that reader too.
+sees that reader too. The subscription to that channel is retried in the background while the state is down (the
+gateway starts and serves without it: only cross-replica resume is degraded meanwhile).
 
 One record per request id: the request id stage refuses a client-chosen id that is in flight or still has a
 record (409 ``request_id_in_use``), so ``open`` never meets an id in use; if it does, it refuses rather than
@@ -38,6 +39,7 @@ import msgspec
 from tokenyard.config.streams import StreamsConfig
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.state import SharedState, StateUnavailable, Subscription
+from tokenyard.state.subscribe import subscribe_when_up
 from tokenyard.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger("tokenyard.gateway.resume")
@@ -215,13 +217,19 @@ class ResumeRegistry:
         self.state: SharedState | None = None
         self._follower: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[bool]] = set()
+        self.following = False  # subscribed to the channel (False while the shared state was down since start)
 
     async def start(self, state: SharedState | None) -> None:
-        """Use ``state`` (a Redis-backed one) to mirror buffers and hear remote attach/detach; None: local only."""
+        """Use ``state`` (a Redis-backed one) to mirror buffers and hear remote attach/detach; None: local only.
+
+        Never fails on an unreachable state: the subscription is retried in the background until it works."""
         self.state = state
         if state is not None:
-            subscription = await state.subscribe(CHANNEL)
-            self._follower = asyncio.create_task(self._follow(subscription), name="tokenyard-resume-follow")
+            subscription = None
+            with contextlib.suppress(StateUnavailable):  # subscribed before start returns when the state is up
+                subscription = await state.subscribe(CHANNEL)
+            self._follower = asyncio.create_task(self._subscribe_and_follow(state, subscription),
+                                                 name="tokenyard-resume-follow")
 
     def expire_detached(self) -> None:
         """Close every open window now (the gateway is shutting down: nobody will be served a resume)."""
@@ -343,6 +351,12 @@ class ResumeRegistry:
         if self.state is not None:
             message = msgspec.json.encode({"id": request_id, "tenant": tenant, "op": op})
             await self._state_call(self.state.publish(CHANNEL, message))
+
+    async def _subscribe_and_follow(self, state: SharedState, subscription: Subscription | None) -> None:
+        if subscription is None:
+            subscription = await subscribe_when_up(state, CHANNEL, log, "cross-replica resume")
+        self.following = True
+        await self._follow(subscription)
 
     async def _follow(self, subscription: Subscription) -> None:
         try:

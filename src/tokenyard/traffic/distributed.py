@@ -38,6 +38,7 @@ import msgspec
 
 from tokenyard.config import GatewayConfig
 from tokenyard.state import BucketTake, SharedState, StateUnavailable, Subscription, TakeResult, open_state
+from tokenyard.state.subscribe import subscribe_when_up
 from tokenyard.traffic.ratelimit import (
     ALLOWED,
     CONCURRENCY,
@@ -312,15 +313,23 @@ class AbortBus:
         self._find = find
         self._waiting: dict[str, asyncio.Future[bool]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.subscribed = 0  # channels listened to (2 once the state was reachable)
 
     async def start(self) -> None:
+        """Listen on both channels; with the state down, keep subscribing in the background (never fails)."""
         for channel, handler in ((ABORT_CHANNEL, self._on_abort), (f"abort-ack:{self.replica}", self._on_ack)):
-            try:
+            sub = None
+            with contextlib.suppress(StateUnavailable):  # subscribed before start returns when the state is up
                 sub = await self._state.subscribe(channel)
-            except StateUnavailable:
-                log.warning("abort broadcast unavailable: shared state down at start")
-                continue
-            self._tasks.append(asyncio.create_task(self._read(sub, handler), name=f"tokenyard-{channel}"))
+            self._tasks.append(asyncio.create_task(self._subscribe_and_read(channel, sub, handler),
+                                                   name=f"tokenyard-{channel}"))
+
+    async def _subscribe_and_read(self, channel: str, sub: Subscription | None,
+                                  handler: Callable[[dict[str, str]], object]) -> None:
+        if sub is None:
+            sub = await subscribe_when_up(self._state, channel, log, "cross-replica admin abort")
+        self.subscribed += 1
+        await self._read(sub, handler)
 
     async def close(self) -> None:
         for task in self._tasks:
