@@ -75,11 +75,13 @@ class GatewayConfig(Section, frozen=True, kw_only=True):
     @property
     def admin_mode(self) -> Literal["key", "open", "disabled"]:
         """How the admin API is guarded: ``key`` (the admin credential is required) when ``admin`` is configured;
-        else ``open`` when auth is off (a loopback listener without keys, as in the demo); else ``disabled``.
+        else ``open`` only when auth is off and the listener is loopback-only (the demo, ``serve --upstream``);
+        else ``disabled`` (403). Both conditions are checked here, not only by config validation: an open admin
+        API must never be reachable from another host.
         """
         if self.admin is not None:
             return "key"
-        return "disabled" if self.auth_enabled else "open"
+        return "open" if not self.auth_enabled and is_loopback(self.listen.host) else "disabled"
 
     def model_for(self, name: str) -> ModelConfig | None:
         """The pool serving the model name a client sent: an exact name, else the ``*`` pass-through pool."""

@@ -1,4 +1,8 @@
-"""The admin API: list in-flight requests, abort one. Requires the admin key (``admin.key`` in the config)."""
+"""The admin API: list in-flight requests, abort one.
+
+Guarded as ``GatewayConfig.admin_mode`` says: the admin key (``admin.key`` in the config) when there is an
+``admin`` section; open without one only when auth is off on a loopback-only listener; otherwise 403.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,43 @@ from time import monotonic
 
 import msgspec
 from aiohttp import web
+from yarl import URL
 
+from tokenyard.config.gateway import is_loopback
 from tokenyard.gateway.errors import error_response
 from tokenyard.gateway.services import Gateway
 
+DISABLED_MESSAGE = ("the admin API is disabled: set admin.key (or admin.key_sha256) in the config; without an "
+                    "admin section it is open only when auth is off and the gateway listens on loopback only")
+
+
+def _local_caller(request: web.Request) -> bool:
+    """The open admin API answers only a loopback peer, addressed to a loopback name (``Host``) and, when a browser
+    sent it (``Origin``), from a loopback page: neither another host (whatever address the socket was bound to)
+    nor a web page the operator visits (cross-site requests, DNS rebinding) can drive it."""
+    if not is_loopback(request.remote or "") or not is_loopback(request.url.host or ""):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    try:
+        host = URL(origin).host
+    except ValueError:
+        return False
+    return host is not None and is_loopback(host)
+
 
 def _authorised(gw: Gateway, request: web.Request) -> web.Response | None:
-    """None when the request carries the admin key; else the 401/403 answer."""
+    """None when the request may use the admin API; else the 401/403 answer."""
+    mode = gw.config.admin_mode
+    if mode == "open":
+        if _local_caller(request):
+            return None
+        return error_response(403, "the open admin API (auth off, loopback listener) answers only requests to a "
+                              "loopback host that no other site's page sent", "admin_not_local")
     admin = gw.config.admin
-    if admin is None or not admin.key_sha256:
-        return error_response(403, "the admin API is disabled: set admin.key in the config", "admin_disabled")
+    if mode == "disabled" or admin is None or not admin.key_sha256:
+        return error_response(403, DISABLED_MESSAGE, "admin_disabled")
     header = request.headers.get("Authorization", "")
     if header[:7].lower() != "bearer ":
         return error_response(401, "missing admin key", "missing_api_key")

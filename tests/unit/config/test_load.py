@@ -239,7 +239,11 @@ def test_admin_mode(doc: dict[str, Any]) -> None:
     doc["admin"] = {"key": "adm"}
     assert parse_config(doc, env={}).admin_mode == "key"
     del doc["admin"], doc["keys"], doc["tenants"]
-    assert parse_config(doc, env={}).admin_mode == "open"  # the loopback demo: auth off
+    open_config = parse_config(doc, env={})
+    assert open_config.admin_mode == "open"  # the loopback demo: auth off
+    # never open off loopback, even if a config skipped validation
+    exposed = msgspec.structs.replace(open_config, listen=msgspec.structs.replace(open_config.listen, host="0.0.0.0"))
+    assert exposed.admin_mode == "disabled"
 
 
 def test_alias_bombs_are_refused(tmp_path: Path) -> None:
