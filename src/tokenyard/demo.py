@@ -32,8 +32,16 @@ SLOTS_PER_SIM = 6  # small on purpose: the surge must overload the fleet for adm
 SURGE_RUN_S = 45.0  # the workload's length when the demo runs until Ctrl-C
 
 
-def demo_config(large_urls: list[str], small_url: str) -> GatewayConfig:
-    """Embedded defaults: one pool per model, the small model as ``chat``'s fallback, default classes."""
+def demo_limits() -> dict[str, int]:
+    """The admission limits the demo starts from: the simulators' batch size (see ``demo_config``)."""
+    return {"initial_limit": SLOTS_PER_SIM, "min_limit": SLOTS_PER_SIM // 2,
+            "max_limit": SLOTS_PER_SIM + SLOTS_PER_SIM // 2}
+
+
+def demo_config(large_urls: list[str], small_url: str, limits: dict[str, int] | None = None) -> GatewayConfig:
+    """Embedded defaults: one pool per model, the small model as ``chat``'s fallback, default classes.
+
+    ``limits`` replaces the admission limits ({} for the gateway's defaults; benchmarks/demo_admission.py)."""
     return parse_config({
         "listen": {"host": "127.0.0.1", "port": 0},
         "models": {
@@ -42,8 +50,10 @@ def demo_config(large_urls: list[str], small_url: str) -> GatewayConfig:
             "chat-small": {"endpoints": [{"url": small_url + "/v1"}], "upstream_model": "sim-fast"},
         },
         # A quarter of each endpoint's slots is kept for premium, so a surge of standard and batch work cannot
-        # fill the batch ahead of it (docs/admission.md, "critical reserve").
-        "admission": {"critical_reserve": 0.25},
+        # fill the batch ahead of it (docs/admission.md, "critical reserve"). The limits start at the
+        # simulators' batch size, as an operator who knows the fleet sets them: with the default (64) the
+        # gateway learns it from the servers' queues only once the surge has filled them.
+        "admission": {"critical_reserve": 0.25, **(demo_limits() if limits is None else limits)},
         "access_log": {"enabled": False},
     }, env={})
 
