@@ -52,6 +52,7 @@ def build_stages(gw: Gateway) -> list[Stage]:
     from tokenyard.gateway.stages.admission import admission_stage
     from tokenyard.gateway.stages.auth import auth_stage
     from tokenyard.gateway.stages.cache import cache_stage
+    from tokenyard.gateway.stages.caps import cap_stage
     from tokenyard.gateway.stages.classify import classify_stage
     from tokenyard.gateway.stages.degrade import degrade_stage
     from tokenyard.gateway.stages.distributed import global_limit_stage
@@ -66,6 +67,7 @@ def build_stages(gw: Gateway) -> list[Stage]:
         auth_stage(gw),
         validate_stage(gw),
         classify_stage(gw),
+        cap_stage(gw),  # the class's max_tokens_cap, before anything counts the request's tokens
         model_stage(gw),
         policy_stage(gw),  # east-west policy for service identities; token budgets (denial of wallet)
         ratelimit_stage(gw),  # per key / tenant / class; x-ratelimit-* headers
