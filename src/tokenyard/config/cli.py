@@ -8,6 +8,7 @@ import click
 
 from tokenyard.config.errors import ConfigError
 from tokenyard.config.loader import ConfigFileError, load_config
+from tokenyard.config.paths import check_paths
 
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
@@ -24,9 +25,14 @@ def check_command(file: str) -> None:
     """Validate FILE: prints a summary and exits 0, or prints each error as KEY.PATH: message and exits 1.
 
     Exits 2 when FILE cannot be read or is not valid YAML. ${ENV} references are resolved from the environment.
+    The files the config names are checked too (TLS and JWKS files exist, log and key store directories exist,
+    an existing key store is SQLite), without creating or changing any.
     """
     try:
         config = load_config(file)
+        problems = check_paths(config)
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as error:
         exit_with(file, error)
     click.echo(

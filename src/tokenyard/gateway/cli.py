@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import sys
+from typing import NoReturn
 
 import click
 
 from tokenyard import runtime
 from tokenyard.cli import port_type
 from tokenyard.config import ConfigError, GatewayConfig, config_for_upstream, load_config, override_listen
+from tokenyard.config.paths import check_paths
 from tokenyard.config.server import BUSY_POLL_MAX_US
+from tokenyard.security.keystore import KeyStoreError
 from tokenyard.telemetry.tracing import check_tracing_extra
 
 
@@ -29,10 +33,31 @@ def resolve_config(config_path: str | None, upstream: str | None, host: str | No
         # Re-checked, not just replaced: moving a config without credentials off loopback is refused.
         config = override_listen(load_config(config_path), host, port, busy_poll_us)
         check_tracing_extra(config.telemetry)  # the tracing extra is missing: one clear error, before starting
-        return config
     except ConfigError as exc:
         lines = "\n".join(f"  {path or '<root>'}: {message}" for path, message in exc.issues)
         raise click.ClickException(f"invalid configuration:\n{lines}") from exc
+    # Files named by a valid config (TLS, logs, key store) are checked before anything starts, so a bad path is
+    # one line naming its key, not a traceback from deep in start-up.
+    problems = check_paths(config)
+    if problems:
+        _fail_config(problems)
+    return config
+
+
+def _fail_config(issues: list[tuple[str, str]]) -> NoReturn:
+    for path, message in issues:
+        click.echo(f"error: {path}: {message}", err=True)
+    sys.exit(2)
+
+
+def _start_failure(config: GatewayConfig, exc: OSError) -> str:
+    """One line for an OS error at start-up, naming the listener when it is a bind that failed."""
+    text = exc.strerror or str(exc)
+    if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) and "bind" in text:
+        admin = config.admin.listen if config.admin is not None else None
+        key = "admin.listen" if admin is not None and f", {admin.port})" in text else "listen"
+        return f"error: {key}: cannot listen: {text}"
+    return f"error: cannot start the gateway: {exc}"
 
 
 async def serve(config: GatewayConfig) -> None:
@@ -65,5 +90,11 @@ def serve_command(config_path: str | None, host: str | None, port: int | None, u
 
         runtime.run(supervise(config, workers))
     else:
-        runtime.run(serve(config))
+        try:
+            runtime.run(serve(config))
+        except KeyStoreError as exc:  # the file changed since the check, or cannot be written
+            _fail_config([("key_store.path", str(exc))])
+        except OSError as exc:  # a port in use, as `tokenyard sim` reports it: one line, exit 1
+            click.echo(_start_failure(config, exc), err=True)
+            sys.exit(1)
     sys.stdout.flush()
