@@ -20,6 +20,7 @@ from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.heartbeat import QUEUED_STREAM, HeartbeatChunks
 from tokenyard.gateway.sse import SseFramer, find_usage, scan_events
+from tokenyard.gateway.upstream_errors import RETRY_LATER, normalise_upstream_error
 from tokenyard.gateway.watchdog import Watchdog
 from tokenyard.telemetry.metrics import GatewayMetrics, RequestSeries
 from tokenyard.upstream.h1_connection import H1Response
@@ -72,23 +73,31 @@ def gateway_abort_error(ctx: RequestContext) -> GatewayError:
 
 
 async def relay_whole(ctx: RequestContext, upstream: H1Response, series: RequestSeries) -> web.Response:
-    """Read the whole upstream body (the caller handles cancellation) and answer with it; read its usage."""
+    """Read the whole upstream body (the caller handles cancellation) and answer with it; read its usage.
+
+    A non-200 answer (of a streaming request too: the upstream refused before its stream began) is normalised
+    to OpenAI's error body and a contract status (``upstream_errors``)."""
     body = await upstream.read()
     status = upstream.status
     if ctx.transcript is not None:
         ctx.transcript += body
+    headers = gateway_headers(ctx)
     if status == 200:
         usage = find_usage(body)
         if usage is not None:
             ctx.prompt_tokens = usage.prompt_tokens
             ctx.completion_tokens = usage.completion_tokens
         ctx.outcome = "completed"
+        headers["Content-Type"] = upstream.headers.get("Content-Type", "application/json")
     else:
-        ctx.outcome = "rejected" if status < 500 else "error"
+        # Whatever the upstream's error looks like, the client gets OpenAI's error body and a contract status.
+        error = normalise_upstream_error(status, body)
+        status, body = error.status, error.body()
+        ctx.outcome = error.outcome
+        headers["Content-Type"] = "application/json"
+        if status in RETRY_LATER:
+            headers["Retry-After"] = upstream.headers.get("Retry-After", "1")
     ctx.status = status
-    content_type = upstream.headers.get("Content-Type", "application/json")
-    headers = gateway_headers(ctx)
-    headers["Content-Type"] = content_type
     return web.Response(status=status, body=body, headers=headers)
 
 
