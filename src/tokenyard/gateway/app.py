@@ -25,6 +25,7 @@ from tokenyard.gateway.context import CHAT, COMPLETION, EMBEDDING, RequestContex
 from tokenyard.gateway.eastwest import add_eastwest_routes
 from tokenyard.gateway.native.protocol import Handler
 from tokenyard.gateway.native.site import InferenceSite
+from tokenyard.gateway.request_ids import install_request_ids
 from tokenyard.gateway.resume_routes import add_resume_routes
 from tokenyard.gateway.services import Gateway
 from tokenyard.gateway.tls import listener_scheme, listener_ssl_context, start_admin_listener
@@ -44,6 +45,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     app = web.Application(client_max_size=config.limits.max_body_bytes + 1)
     app[GATEWAY_KEY] = gw
     install_guard(app, gw)  # header/path limits, auth of non-chain /v1 routes, admin audit, /openapi.json
+    install_request_ids(app)  # x-request-id on every answer outside the chain too (the chain sets its own)
     chain = gw.chain
     transports = ClientTransportCounter(gw.metrics)
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.integration.gateway.helpers import chat_body, config_for, gateway_for, metric_value, wait_until_idle
 from tests.support.pki import TestCA
@@ -249,3 +251,33 @@ async def test_shutdown_lets_a_request_in_flight_finish_and_closes_idle_connecti
                 assert resp.status == 200
                 assert json.loads(await resp.read())["usage"]["completion_tokens"] == 40
             assert await asyncio.wait_for(idle_reader.read(), 2.0) == b""
+
+
+async def test_heads_over_aiohttps_limits_get_an_openai_431_and_no_traceback(caplog: pytest.LogCaptureFixture
+                                                                             ) -> None:
+    caplog.set_level(logging.DEBUG)
+    long_line = "X-Big: " + "a" * 9000
+    many = [f"X-H{i}: v" for i in range(130)]
+    async with running_sim("fast") as sim, gateway_for([sim]) as gw:
+        cases = [
+            post("/v1/chat/completions", chat(sim.model), long_line, "x-request-id: mine-1"),
+            post("/v1/chat/completions", chat(sim.model), *many, "x-request-id: mine-1"),
+            get("/v1/models", long_line, "x-request-id: mine-1"),
+            get("/healthz", *many, "x-request-id: mine-1"),
+            get("/healthz", "X-Huge: " + "a" * 100_000),  # more than the native head limit, in pieces
+        ]
+        for raw in cases:
+            async with connection(gw.port) as (reader, writer):
+                writer.write(raw)
+                status, headers, body = await asyncio.wait_for(read_response(reader), 5.0)
+                assert status == 431 and headers["connection"] == "close", raw[:60]
+                assert headers["content-type"] == "application/json"
+                error = json.loads(body)["error"]
+                assert error["code"] == "headers_too_large" and error["message"], error
+                assert headers["x-request-id"] == "mine-1" if b"mine-1" in raw else headers["x-request-id"]
+                assert await reader.read() == b""
+        async with connection(gw.port) as (reader, writer):  # still serving
+            writer.write(post("/v1/chat/completions", chat(sim.model)))
+            status, _, _ = await asyncio.wait_for(read_response(reader), 5.0)
+            assert status == 200
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]

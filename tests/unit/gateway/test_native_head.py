@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tokenyard.gateway.native.head import MAX_FIELD_BYTES, Head, Malformed, head_end, parse_head
+from tokenyard.gateway.native.head import (
+    MAX_FIELD_BYTES,
+    MAX_HEADERS,
+    Head,
+    Malformed,
+    TooLarge,
+    head_end,
+    oversized_lines,
+    parse_head,
+)
 
 PATHS = frozenset((b"/v1/chat/completions", b"/v1/completions", b"/v1/embeddings"))
 LIMIT = 16384
@@ -49,7 +58,6 @@ def test_no_content_length_is_an_empty_body_and_connection_close_ends_keep_alive
     head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "Expect: 100-continue"),
     head("POST /v1/chat/completions HTTP/1.1", "Connection: Upgrade", "Upgrade: websocket"),
     head("POST /v1/chat/completions HTTP/1.1", "Content-Length: 2", "x-tokenyard-defer: true"),  # batch
-    head("POST /v1/chat/completions HTTP/1.1", "X-Big: " + "a" * MAX_FIELD_BYTES),  # a line too long
 ])
 def test_unusual_heads_are_handed_to_aiohttp(raw: bytes) -> None:
     assert parse_head(raw, PATHS, LIMIT) is None
@@ -78,9 +86,24 @@ def test_the_header_byte_limit_is_counted_as_the_http_guard_counts_it() -> None:
     assert parse_head(raw, PATHS, counted - 1) is None
 
 
-def test_too_many_headers_are_handed_over() -> None:
-    raw = head("POST /v1/chat/completions HTTP/1.1", *(f"X-H{i}: v" for i in range(200)))
-    assert parse_head(raw, PATHS, 10**6) is None
+@pytest.mark.parametrize("request_line", ["POST /v1/chat/completions HTTP/1.1", "GET /v1/models HTTP/1.1",
+                                          "POST /v1/chat/completions HTTP/1.0"])
+def test_heads_over_aiohttps_limits_are_too_large_whatever_the_path(request_line: str) -> None:
+    many = parse_head(head(request_line, "x-request-id: abc", *(f"X-H{i}: v" for i in range(MAX_HEADERS))),
+                      PATHS, 10**6)
+    assert isinstance(many, TooLarge) and "headers" in many.reason and many.request_id == "abc"
+    for extra in ((), ("Expect: 100-continue",), ("Connection: Upgrade", "Upgrade: websocket")):
+        long_line = parse_head(head(request_line, *extra, "X-Big: " + "a" * MAX_FIELD_BYTES), PATHS, 10**6)
+        assert isinstance(long_line, TooLarge) and str(MAX_FIELD_BYTES) in long_line.reason
+        assert long_line.request_id is None
+    at_limit = head(request_line, "X-Big: " + "a" * (MAX_FIELD_BYTES - 7), *(f"X-H{i}: v" for i in range(126)))
+    assert not isinstance(parse_head(at_limit, PATHS, 10**6), TooLarge)
+
+
+def test_an_incomplete_head_is_checked_line_by_line() -> None:
+    assert oversized_lines(b"POST / HTTP/1.1\r\nHost: gw\r\nX-Big: " + b"a" * 70_000) is not None
+    assert oversized_lines(b"POST / HTTP/1.1\r\n" + b"X: v\r\n" * (MAX_HEADERS + 1)) is not None
+    assert oversized_lines(b"POST / HTTP/1.1\r\n" + b"X: " + b"v" * 8000 + b"\r\n" * 2) is None
 
 
 @pytest.mark.parametrize(("data", "end"), [

@@ -12,8 +12,8 @@ from collections.abc import Collection
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-MAX_FIELD_BYTES = 8190  # aiohttp's per-line limit: a longer header is handed over and answered 400 there
-MAX_HEADERS = 128
+MAX_FIELD_BYTES = 8190  # aiohttp's per-line limit: a longer header line is refused (431) here
+MAX_HEADERS = 128  # aiohttp's limit on the number of headers: more is refused (431) here
 # Headers whose requests take a path through aiohttp's middlewares (batch defer) or need its protocol
 # (Expect: 100-continue, upgrades, chunked bodies): such a request is handed over.
 _HAND_OFF_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"x-tokenyard-defer"))
@@ -75,48 +75,86 @@ class Malformed:
         self.reason = reason
 
 
-def parse_head(head: bytes, paths: Collection[bytes], max_header_bytes: int) -> Head | Malformed | None:
+class TooLarge:
+    """A head over aiohttp's limits (a header line over ``MAX_FIELD_BYTES``, more than ``MAX_HEADERS`` headers):
+    answered 431 in OpenAI's format by the native server, where aiohttp's parser would answer a plain-text 400.
+    ``request_id`` is the client's ``x-request-id`` when one was read (None otherwise)."""
+
+    __slots__ = ("reason", "request_id")
+
+    def __init__(self, reason: str, request_id: str | None = None) -> None:
+        self.reason = reason
+        self.request_id = request_id
+
+
+def oversized_lines(head: bytes | bytearray) -> TooLarge | None:
+    """``TooLarge`` when the header lines of ``head`` (complete or not) break aiohttp's limits, else None."""
+    lines = head.split(b"\n")[1:]  # the request line has aiohttp's own limit (a 400 there)
+    if len(lines) > MAX_HEADERS + 1:  # the blank line (or the incomplete last line) is one more
+        return TooLarge(f"more than {MAX_HEADERS} request headers")
+    if any(len(line.rstrip(b"\r")) > MAX_FIELD_BYTES for line in lines):
+        return TooLarge(f"a request header line is longer than {MAX_FIELD_BYTES} bytes")
+    return None
+
+
+def _client_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    value = next((v for n, v in headers if n.lower() == b"x-request-id"), None)
+    return value.decode("ascii", "replace") if value is not None else None
+
+
+def _long_line(headers: list[tuple[bytes, bytes]]) -> TooLarge | None:
+    """``TooLarge`` when a header line (name, ': ', value) is over ``MAX_FIELD_BYTES``, else None."""
+    for name, value in headers:
+        if len(name) + len(value) + 2 > MAX_FIELD_BYTES:
+            return TooLarge(f"a request header line is longer than {MAX_FIELD_BYTES} bytes", _client_id(headers))
+    return None
+
+
+def parse_head(head: bytes, paths: Collection[bytes], max_header_bytes: int
+               ) -> Head | Malformed | TooLarge | None:
     """The head (request line through the blank line) if it is a plain ``POST`` on one of ``paths``.
 
-    ``Malformed``: the parser refuses it (answered 400 in OpenAI's format, then the connection closes). None means
-    "hand it over": another method or path, HTTP/1.0, a query string, an upgrade, a header in
-    ``_HAND_OFF_HEADERS``, an invalid ``Content-Length``, or more header bytes than ``max_header_bytes`` (counted as
-    the HTTP guard counts them).
+    ``Malformed``: the parser refuses it (answered 400 in OpenAI's format, then the connection closes).
+    ``TooLarge``: a header line or the number of headers is over aiohttp's limits, whatever the method or path
+    (answered 431 in OpenAI's format, then the connection closes). None means "hand it over": another method or
+    path, HTTP/1.0, a query string, an upgrade, a header in ``_HAND_OFF_HEADERS``, an invalid ``Content-Length``,
+    or more header bytes than ``max_header_bytes`` (counted as the HTTP guard counts them; it answers 431 there).
     """
     collector = _Collector()
     parser = httptools.HttpRequestParser(collector)
     try:
         parser.feed_data(head)
     except httptools.HttpParserUpgrade:
-        return None
+        return _long_line(collector.headers)
     except httptools.HttpParserError as exc:
         return Malformed(str(exc) or type(exc).__name__)
-    if parser.get_method() != b"POST":
-        return None
-    if collector.url not in paths or parser.get_http_version() != "1.1" or len(collector.headers) > MAX_HEADERS:
-        return None
+    headers = collector.headers
+    if len(headers) > MAX_HEADERS:
+        return TooLarge(f"more than {MAX_HEADERS} request headers", _client_id(headers))
+    if parser.get_method() != b"POST" or collector.url not in paths or parser.get_http_version() != "1.1":
+        return _long_line(headers)  # handed over, unless aiohttp's parser would refuse it in plain text
     length = 0
     total = 0
     keep_alive = True
     decoded = []
     special = _SPECIAL
-    for name, value in collector.headers:
+    for name, value in headers:
         field = len(name) + len(value)
-        if field + 2 > MAX_FIELD_BYTES:
-            return None
+        if field + 2 > MAX_FIELD_BYTES:  # checked in this loop: the inference path walks its headers once
+            return _long_line(headers)
         total += field + 4
         kind = special.get(name.lower())
         if kind is not None:
             if kind == _HAND_OFF:
-                return None
+                return _long_line(headers)
             if kind == _LENGTH:
                 if not value.isdigit():  # llhttp refuses a second Content-Length itself
-                    return None
+                    return _long_line(headers)
                 length = int(value)
             elif b"close" in value.lower():
                 keep_alive = False  # Connection: HTTP/1.1 is persistent unless the client says close
         decoded.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
     if total > max_header_bytes:
         return None
-    return Head(collector.url.decode("ascii"), collector.headers, decoded, length, keep_alive)
+    return Head(collector.url.decode("ascii"), headers, decoded, length, keep_alive)
 

@@ -11,7 +11,10 @@ Contract, the same as aiohttp's server with ``handler_cancellation=True``:
 - Requests on one connection are served in order. Bytes of a pipelined next request wait (reading pauses past
   ``PIPELINE_LIMIT``); body bytes of a request answered before its body was read are skipped, or the
   connection is closed when more than ``DISCARD_LIMIT`` remain.
-- A head that is not HTTP (the parser refuses it) is answered 400 in OpenAI's format and the connection closed.
+- A head that is not HTTP (the parser refuses it) is answered 400 in OpenAI's format and the connection closed;
+  a head over aiohttp's limits (a header line over 8190 bytes, more than 128 headers), whatever its path, is
+  answered 431 in OpenAI's format and the connection closed (aiohttp would answer a plain-text 400 and log a
+  traceback). Both carry an ``x-request-id``.
 - A head ``parse_head`` does not accept hands the connection, with every byte received since the end of the
   previous request, to aiohttp's ``RequestHandler``: that request and all later ones on the connection are
   aiohttp's (its router, middlewares and error answers).
@@ -36,8 +39,9 @@ from yarl import URL
 
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.native.busy_poll import BusyPoll
-from tokenyard.gateway.native.head import Head, Malformed, head_end, parse_head
+from tokenyard.gateway.native.head import Head, Malformed, TooLarge, head_end, oversized_lines, parse_head
 from tokenyard.gateway.native.whole import serialize_whole
+from tokenyard.gateway.request_ids import acceptable_request_id, generated_request_id
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 log = logging.getLogger("tokenyard.gateway")
@@ -177,12 +181,19 @@ class InferenceProtocol(BaseProtocol):
         end = head_end(buf)  # bare LF lines too: the parser refuses them (400), never a wait
         if end < 0:
             if len(buf) > HEAD_LIMIT:
-                self._hand_off()
+                too_large = oversized_lines(buf)
+                if too_large is not None:
+                    self._refuse_too_large(too_large)
+                else:
+                    self._hand_off()
             return
         settings = self._settings
         head = parse_head(bytes(buf[:end]), settings.paths, settings.max_header_bytes)
         if isinstance(head, Malformed):
             self._refuse(head)
+            return
+        if isinstance(head, TooLarge):
+            self._refuse_too_large(head)
             return
         if head is None:
             self._hand_off()
@@ -277,10 +288,23 @@ class InferenceProtocol(BaseProtocol):
 
     def _refuse(self, malformed: Malformed) -> None:
         """Answer a head that is not HTTP with a 400 in OpenAI's format and close: nothing after it can be read."""
+        error = GatewayError(400, f"malformed HTTP request: {malformed.reason}", "malformed_request")
+        self._answer_and_close(b"400 Bad Request", error, generated_request_id())
+
+    def _refuse_too_large(self, too_large: TooLarge) -> None:
+        """Answer a head over aiohttp's limits with a 431 in OpenAI's format (the code of the HTTP guard's 431)
+        and close: its body, if any, cannot be told from a next request."""
+        error = GatewayError(431, f"request headers too large: {too_large.reason}", "headers_too_large")
+        given = too_large.request_id
+        request_id = given if given is not None and acceptable_request_id(given) else generated_request_id()
+        self._answer_and_close(b"431 Request Header Fields Too Large", error, request_id)
+
+    def _answer_and_close(self, status_line: bytes, error: GatewayError, request_id: str) -> None:
         assert self.transport is not None
-        body = GatewayError(400, f"malformed HTTP request: {malformed.reason}", "malformed_request").body()
-        self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                             b"Connection: close\r\n\r\n%s" % (len(body), body))
+        body = error.body()
+        self.transport.write(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                             b"x-request-id: %s\r\nConnection: close\r\n\r\n%s"
+                             % (status_line, len(body), request_id.encode("ascii"), body))
         self._buf.clear()
         self.transport.close()
 
