@@ -91,7 +91,7 @@ def build_app(config: GatewayConfig) -> web.Application:
     app[NATIVE_HANDLERS_KEY] = {path: eastwest.tracked(handler) for path, handler in inference.items()}
     add_traffic_admin_routes(app, gw)
     add_dashboard_routes(app, gw.metrics.registry)
-    add_batch_routes(app)  # deferred requests: x-tokenyard-defer, /v1/batches (gateway/batch.py)
+    add_batch_routes(app, gw)  # deferred requests: x-tokenyard-defer, /v1/batches (gateway/batch.py)
 
     async def on_startup(app: web.Application) -> None:
         await gw.start()

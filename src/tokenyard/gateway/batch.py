@@ -10,6 +10,13 @@ the output lines are OpenAI's batch output lines ``{"id", "custom_id", "response
 - ``GET /v1/batches/{id}``: the job; ``GET /v1/batches/{id}/output``: its output lines (JSONL, done ones only);
   ``POST /v1/batches/{id}/cancel``: stop it (running requests are closed upstream).
 
+Before a job exists (before any 202) the request is checked as a synchronous one would be: the credential
+(401/403, when auth is on: the defer middleware runs ahead of the stage chain, and the HTTP guard leaves the
+chain's paths to it), the body size and receive time (413/408) and the operation's OpenAI schema (400). A job
+belongs to the tenant that created it (``owner``): any other caller gets the 404 of an unknown id, so job ids
+leak nothing. A tenant holds at most ``MAX_UNFINISHED_PER_OWNER`` unfinished jobs, so no single caller can fill
+the ``MAX_JOBS`` table for the others.
+
 Each request of a job is sent through this gateway's own front door on loopback (the same connection it came in
 on: same auth, validation, rate limits, admission and routing, exactly like any client request), with
 ``x-tokenyard-class: batch`` unless the client named the class. Jobs live in this gateway process, bounded in
@@ -25,14 +32,22 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
+from tokenyard.gateway.errors import GatewayError
+from tokenyard.schema import RequestInvalid, parse_chat, parse_completion
+from tokenyard.security.service import PRINCIPAL, AuthFailure, Principal
+
+if TYPE_CHECKING:
+    from tokenyard.gateway.services import Gateway
+
 DEFER_HEADER = "x-tokenyard-defer"
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
 MAX_JOBS = 10_000  # jobs kept (queued, running or finished)
+MAX_UNFINISHED_PER_OWNER = 1_000  # one tenant's unfinished jobs: the table stays open to the others
 MAX_REQUESTS_PER_JOB = 5_000
 CONCURRENCY = 64  # deferred requests in flight at once per gateway (admission still decides who goes first)
 RETENTION_S = 3600.0
@@ -41,9 +56,13 @@ _FORWARDED = ("authorization", "x-tokenyard-class", "x-tokenyard-deadline-ms", "
               "content-type")
 
 
-def _error(status: int, message: str, code: str) -> web.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
-    return web.json_response(body, status=status)
+_PARSERS = {"/v1/chat/completions": parse_chat, "/v1/completions": parse_completion}
+_NOT_FOUND = "No such batch (unknown id, or its retention ran out)."
+
+
+def _error(status: int, message: str, code: str, param: str | None = None) -> web.Response:
+    """An OpenAI-format error (``message``, ``type``, ``param``, ``code``)."""
+    return GatewayError(status, message, code, param=param).response()
 
 
 @dataclass
@@ -61,6 +80,7 @@ class Job:
     items: list[_Item]
     window_s: float
     metadata: dict[str, Any] | None = None
+    owner: str | None = None  # the tenant that created it (None with auth off: one trust domain)
     created_at: float = field(default_factory=time.time)
     status: str = "in_progress"
     finished_at: float | None = None
@@ -117,7 +137,12 @@ class DeferredJobs:
         del self.jobs[oldest]
         return True
 
+    def unfinished(self, owner: str) -> int:
+        return sum(1 for job in self.jobs.values() if job.owner == owner and job.finished_at is None)
+
     def submit(self, job: Job, target: str) -> bool:
+        if job.owner is not None and self.unfinished(job.owner) >= MAX_UNFINISHED_PER_OWNER:
+            return False
         if not self._evict():
             return False
         self.jobs[job.id] = job
@@ -173,6 +198,9 @@ class DeferredJobs:
         return {"id": f"{job.id}-{index}", "custom_id": item.custom_id, "response": response, "error": error}
 
 
+BATCH_JOBS_KEY = web.AppKey("tokenyard_batch_jobs", DeferredJobs)  # the app's jobs (operators, tests)
+
+
 def _self_url(request: web.Request) -> str:
     """Where this gateway can reach itself: the local address the request came in on."""
     sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
@@ -196,10 +224,64 @@ def _is_true(value: str | None) -> bool:
     return value is not None and value.strip().lower() in ("1", "true", "yes")
 
 
-def add_batch_routes(app: web.Application) -> None:
-    """Register the deferred-request routes and the ``x-tokenyard-defer`` middleware on the gateway's app
-    (before it starts). The jobs and their client session live and die with the app."""
+def _owner(request: web.Request) -> str | None:
+    """The tenant a job belongs to: the authenticated caller's (a tenant-less identity is its own owner)."""
+    principal: Principal | None = request.get(PRINCIPAL)
+    if principal is None:
+        return None
+    return principal.key.tenant or principal.key.name
+
+
+def body_problem(endpoint: str, body: bytes, gw: Gateway) -> RequestInvalid | None:
+    """The synchronous path's schema check of one request body (``stages/validate``), and no ``stream``."""
+    try:
+        parsed = _PARSERS[endpoint](body, gw.config.limits)
+    except RequestInvalid as exc:
+        return exc
+    if parsed.stream:
+        return RequestInvalid(400, "A deferred request cannot stream; leave 'stream' out.", "stream", "invalid_defer")
+    return None
+
+
+def _authenticate(request: web.Request, gw: Gateway) -> web.Response | None:
+    """What the auth stage does for a chain path (the guard skips those): None when the caller may go on."""
+    security = gw.security
+    if not security.enabled:
+        return None
+    request_id = request.headers.get("x-request-id", "")[:128]
+    try:
+        principal = security.authenticate(request)
+    except AuthFailure as exc:
+        security.audit_failure(request, exc, request_id)
+        return _error(401, exc.message, exc.code)
+    request[PRINCIPAL] = principal
+    refusal = security.route_refusal(request, principal, request_id)
+    if refusal is not None:
+        return _error(403, refusal, "route_not_allowed")
+    return None
+
+
+async def _read_body(request: web.Request, gw: Gateway) -> bytes | web.Response:
+    """The body within ``limits.max_body_bytes`` (413) and ``timeouts.request_body_ms`` (408), as the chain's."""
+    max_body = gw.config.limits.max_body_bytes
+    timeout_s = gw.config.timeouts.request_body_ms / 1000
+    if request.content_length is not None and request.content_length > max_body:
+        return _error(413, f"request body of {request.content_length} bytes exceeds the limit of {max_body} bytes",
+                      "request_too_large")
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        return _error(408, f"request body not received within {timeout_s:g} s", "request_timeout")
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"request body exceeds the limit of {max_body} bytes", "request_too_large")
+
+
+def add_batch_routes(app: web.Application, gw: Gateway) -> None:
+    """Register the deferred-request routes and the ``x-tokenyard-defer`` middleware on ``gw``'s app (before it
+    starts). The jobs and their client session live and die with the app."""
     jobs = DeferredJobs()
+    app[BATCH_JOBS_KEY] = jobs
 
     async def start(_app: web.Application) -> None:
         await jobs.start()
@@ -212,7 +294,8 @@ def add_batch_routes(app: web.Application) -> None:
 
     def accept(request: web.Request, job: Job) -> web.Response:
         if not jobs.submit(job, _self_url(request)):
-            resp = _error(429, "too many deferred jobs are unfinished; retry later", "too_many_jobs")
+            resp = _error(429, "too many deferred jobs are unfinished (yours, or this gateway's); retry later",
+                          "too_many_jobs")
             resp.headers["Retry-After"] = "60"
             return resp
         return web.json_response(job.view(), status=202, headers={"Location": f"/v1/batches/{job.id}"})
@@ -222,26 +305,28 @@ def add_batch_routes(app: web.Application) -> None:
         if request.method != "POST" or request.path not in ENDPOINTS or not _is_true(
                 request.headers.get(DEFER_HEADER)):
             return await handler(request)  # type: ignore[no-any-return]
+        # Nothing is accepted before the caller is known and the body is valid: a job is never created for
+        # a request that would have been refused synchronously.
+        denied = _authenticate(request, gw)
+        if denied is not None:
+            return denied
         headers, problem = _headers(request)
         if headers is None:
-            return _error(400, problem, "invalid_defer")
-        body = await request.read()
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            return _error(400, "The request body is not valid JSON.", "invalid_json")
-        if not isinstance(parsed, dict):
-            return _error(400, "The request body must be a JSON object.", "invalid_json")
-        if parsed.get("stream"):
-            return _error(400, "A deferred request cannot stream; leave 'stream' out.", "invalid_defer")
+            return _error(400, problem, "invalid_defer", "x-tokenyard-class")
+        body = await _read_body(request, gw)
+        if isinstance(body, web.Response):
+            return body
+        invalid = body_problem(request.path, body, gw)
+        if invalid is not None:
+            return _error(invalid.status, invalid.message, invalid.code, invalid.param)
         job = Job("batch_" + secrets.token_hex(12), request.path, headers, [_Item("request-0", body)],
-                  WINDOWS["24h"])
+                  WINDOWS["24h"], owner=_owner(request))
         return accept(request, job)
 
     async def create(request: web.Request) -> web.Response:
         headers, problem = _headers(request)
         if headers is None:
-            return _error(400, problem, "invalid_defer")
+            return _error(400, problem, "invalid_defer", "x-tokenyard-class")
         try:
             spec = json.loads(await request.read())
             if not isinstance(spec, dict):
@@ -259,37 +344,42 @@ def add_batch_routes(app: web.Application) -> None:
             for i, item in enumerate(requests):
                 if not isinstance(item, dict) or not isinstance(item.get("body"), dict):
                     raise ValueError(f"requests[{i}] must be an object with a 'body' object")
-                if item["body"].get("stream"):
-                    raise ValueError(f"requests[{i}].body: a deferred request cannot stream")
-                items.append(_Item(str(item.get("custom_id", f"request-{i}")), json.dumps(item["body"]).encode()))
+                encoded = json.dumps(item["body"]).encode()
+                invalid = body_problem(str(endpoint), encoded, gw)
+                if invalid is not None:
+                    raise ValueError(f"requests[{i}].body: {invalid.message}")
+                items.append(_Item(str(item.get("custom_id", f"request-{i}")), encoded))
             metadata = spec.get("metadata")
             if metadata is not None and not isinstance(metadata, dict):
                 raise ValueError("'metadata' must be an object")
         except ValueError as exc:
             return _error(400, str(exc), "invalid_batch")
-        job = Job("batch_" + secrets.token_hex(12), str(endpoint), headers, items, WINDOWS[window], metadata)
+        job = Job("batch_" + secrets.token_hex(12), str(endpoint), headers, items, WINDOWS[window], metadata,
+                  owner=_owner(request))  # the HTTP guard authenticated /v1/batches
         return accept(request, job)
 
     def find(request: web.Request) -> Job | None:
-        return jobs.jobs.get(request.match_info["job_id"])
+        """The caller's job; another tenant's is as unknown as a missing one (404, never 403)."""
+        job = jobs.jobs.get(request.match_info["job_id"])
+        return job if job is not None and job.owner == _owner(request) else None
 
     async def get(request: web.Request) -> web.Response:
         job = find(request)
         if job is None:
-            return _error(404, "No such batch (unknown id, or its retention ran out).", "not_found")
+            return _error(404, _NOT_FOUND, "not_found")
         return web.json_response(job.view())
 
     async def output(request: web.Request) -> web.Response:
         job = find(request)
         if job is None:
-            return _error(404, "No such batch (unknown id, or its retention ran out).", "not_found")
+            return _error(404, _NOT_FOUND, "not_found")
         lines = [json.dumps(item.output) for item in job.items if item.output is not None]
         return web.Response(text="\n".join(lines) + ("\n" if lines else ""), content_type="application/jsonl")
 
     async def cancel(request: web.Request) -> web.Response:
         job = find(request)
         if job is None:
-            return _error(404, "No such batch (unknown id, or its retention ran out).", "not_found")
+            return _error(404, _NOT_FOUND, "not_found")
         if job.status == "in_progress":
             job.status = "cancelling"
             for task in list(job.tasks):
@@ -303,4 +393,4 @@ def add_batch_routes(app: web.Application) -> None:
     app.router.add_post("/v1/batches/{job_id}/cancel", cancel)
 
 
-__all__ = ["DEFER_HEADER", "DeferredJobs", "Job", "add_batch_routes"]
+__all__ = ["BATCH_JOBS_KEY", "DEFER_HEADER", "DeferredJobs", "Job", "add_batch_routes"]

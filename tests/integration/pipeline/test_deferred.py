@@ -14,7 +14,6 @@ from aiohttp import web
 
 from tokenyard.config import config_for_upstream
 from tokenyard.gateway.app import build_app
-from tokenyard.gateway.batch import add_batch_routes
 from tokenyard.sim.testing import running_sim
 
 CHAT = {"model": "sim-fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
@@ -23,8 +22,6 @@ CHAT = {"model": "sim-fast", "messages": [{"role": "user", "content": "hi"}], "m
 @asynccontextmanager
 async def gateway(upstream: str) -> AsyncIterator[str]:
     app = build_app(config_for_upstream(upstream))
-    if not any(r.resource is not None and r.resource.canonical == "/v1/batches" for r in app.router.routes()):
-        add_batch_routes(app)  # until app assembly registers it
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
