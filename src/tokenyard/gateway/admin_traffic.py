@@ -5,6 +5,7 @@
 - ``GET /admin/classes``: every class with its config, shedding tier, queue depth and degradation level.
 - ``GET /admin/degradation``: level, pin, pressure, saturation. ``POST /admin/degradation`` with
   ``{"level": 0..4}`` pins the level, ``{"level": null}`` returns it to the live signals.
+- ``/admin/backends``: backend state and drain (``admin_backends``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from tokenyard.gateway.admin import _authorised
+from tokenyard.gateway.admin_backends import add_backend_admin_routes
 from tokenyard.gateway.errors import error_response
 from tokenyard.gateway.services import Gateway
 from tokenyard.policy.degradation import MAX_LEVEL
@@ -76,3 +78,4 @@ def add_traffic_admin_routes(app: web.Application, gw: Gateway) -> None:
     app.router.add_get("/admin/classes", classes)
     app.router.add_get("/admin/degradation", degradation)
     app.router.add_post("/admin/degradation", degradation)
+    add_backend_admin_routes(app, gw)

@@ -21,6 +21,7 @@ from tokenyard.config import GatewayConfig
 from tokenyard.config.admission import AdmissionConfig, DegradationConfig
 from tokenyard.policy.adaptive_limit import AdaptiveLimitSettings
 from tokenyard.policy.degradation import DegradationSettings
+from tokenyard.policy.pickers.endpoint import BackendLoad
 from tokenyard.policy.saturation import LoadSample, SaturationSettings, ScrapedLoad, SustainedQueue
 from tokenyard.telemetry.metrics import GatewayMetrics
 from tokenyard.traffic.admission import AdmissionController, AdmissionSettings
@@ -114,6 +115,10 @@ class TrafficControl:
         (``SaturationSignal``); starting or stopping the scraper clears what it kept."""
         scraper = self._scraper
         return -1 if scraper is None else scraper.generation
+
+    def scraped_load(self, endpoint: str) -> BackendLoad | None:
+        """The endpoint's newest scraped sample, whatever its age (None: scraping off or never answered)."""
+        return self._scraper.latest(endpoint) if self._scraper is not None else None
 
     def _load(self, endpoint: str) -> LoadSample | None:
         """The endpoint's scraped load. An endpoint never scraped successfully (no vLLM ``/metrics``, or

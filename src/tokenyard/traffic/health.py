@@ -5,9 +5,11 @@ before sending (the circuit breaker's permit) and reports every attempt's end wi
 :class:`ActiveHealthChecker` probes each endpoint on an interval through an injected probe function, so the
 whole engine is testable without a network (:func:`http_probe` is the real probe).
 
-An endpoint is routable when it is actively healthy, not ejected as an outlier, and its breaker lets traffic
-through. Whenever it becomes routable again (health check passes after failing, ejection ends, breaker closes),
-slow start ramps its weight from the floor back to 1.
+An endpoint is routable when it is actively healthy, not ejected as an outlier, its breaker lets traffic
+through, and an operator has not drained it (``drain``: the admin API). A drained endpoint is shown to pickers as
+ejected and refused a permit, so no picker sends it new requests; those in flight finish. Whenever it becomes
+routable again (health check passes after failing, ejection ends, breaker closes, undrain), slow start ramps its
+weight from the floor back to 1.
 """
 
 from __future__ import annotations
@@ -74,10 +76,11 @@ class EndpointStatus:
     ejected: bool
     circuit: BreakerState
     slow_start: float
+    drained: bool = False
 
     @property
     def routable(self) -> bool:
-        return self.healthy and not self.ejected
+        return self.healthy and not self.ejected and not self.drained
 
 
 @dataclass(slots=True)
@@ -104,6 +107,7 @@ class PoolHealth:
         # weight). Every event that can take one out of the clear adds it; ``views`` drops it once it is back for
         # good, so a request computes health fields only for these, not for every endpoint of the pool.
         self._unsettled: set[str] = set()
+        self._drained: set[str] = set()  # taken out by an operator: no new requests (kept unsettled meanwhile)
 
     @property
     def names(self) -> list[str]:
@@ -116,7 +120,26 @@ class PoolHealth:
         if fields is None:
             return EndpointStatus(False, True, BreakerState.OPEN, 0.0)
         healthy, ejected, factor = fields
-        return EndpointStatus(healthy, ejected, self._breakers[name].state(now), factor)
+        return EndpointStatus(healthy, ejected, self._breakers[name].state(now), factor, name in self._drained)
+
+    def drain(self, name: str, drained: bool = True) -> bool:
+        """Take ``name`` out of rotation for new requests (``drained``) or put it back; False for an unknown name.
+
+        Requests already sent to it finish. Put back, it warms up through slow start like any endpoint that returns.
+        """
+        active = self._active.get(name)
+        if active is None:
+            return False
+        if drained:
+            self._drained.add(name)
+        elif name in self._drained:
+            self._drained.discard(name)
+            active.returned_at = self._clock()
+        self._unsettled.add(name)  # its view changes either way
+        return True
+
+    def drained(self, name: str) -> bool:
+        return name in self._drained
 
     def _fields(self, name: str, now: float) -> tuple[bool, bool, float] | None:
         """(healthy, ejected, slow-start factor) of ``name`` at ``now``; None for an unknown name."""
@@ -139,6 +162,8 @@ class PoolHealth:
         already say so: the views are frozen, so an equal one need not be built)."""
         fields = self._fields(endpoint.name, self._clock())
         healthy, ejected, factor = fields if fields is not None else (False, True, 0.0)
+        if endpoint.name in self._drained:
+            ejected = True  # pickers leave ejected endpoints out: a drained one is the same for new requests
         if healthy is endpoint.healthy and ejected is endpoint.ejected and factor == endpoint.slow_start:
             return endpoint
         return msgspec.structs.replace(endpoint, healthy=healthy, ejected=ejected, slow_start=factor)
@@ -170,13 +195,15 @@ class PoolHealth:
         """Forget the endpoints back in the clear for good: nothing but a new event (a failed probe, a failed
         attempt, a latency ejection, all of which mark them again) can change their fields any more."""
         for name in list(self._unsettled):
-            if self._fields(name, now) == (True, False, 1.0) and self._breakers[name].state(now) is BreakerState.CLOSED:
+            if (name not in self._drained and self._fields(name, now) == (True, False, 1.0)
+                    and self._breakers[name].state(now) is BreakerState.CLOSED):
                 self._unsettled.discard(name)
 
     def try_begin(self, name: str) -> bool:
-        """Ask the endpoint's circuit breaker for a permit before sending; False: pick another endpoint."""
+        """Ask the endpoint's circuit breaker for a permit before sending; False: pick another endpoint (a drained
+        one never gets a permit, whatever chose it)."""
         breaker = self._breakers.get(name)
-        return breaker is not None and breaker.allow(self._clock())
+        return breaker is not None and name not in self._drained and breaker.allow(self._clock())
 
     def report(self, name: str, outcome: Outcome, latency_s: float | None = None) -> None:
         """The end of an attempt that :meth:`try_begin` allowed. ``latency_s``: time to the first byte."""

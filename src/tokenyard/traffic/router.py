@@ -23,7 +23,7 @@ from prometheus_client import Histogram
 
 from tokenyard.config import GatewayConfig
 from tokenyard.policy.backoff import Backoff
-from tokenyard.policy.pickers.endpoint import EndpointView, RequestFeatures
+from tokenyard.policy.pickers.endpoint import BackendLoad, EndpointView, RequestFeatures
 from tokenyard.policy.retry_budget import RetryBudget
 from tokenyard.policy.route_rules import RouteRule, RouteTable
 from tokenyard.telemetry.metrics import GatewayMetrics
@@ -220,13 +220,27 @@ class Router:
             self.refresh_gauges()
 
     def refresh_gauges(self) -> None:
-        """``tokenyard_backend_up`` = routable in at least one pool that lists the endpoint."""
+        """``tokenyard_backend_up`` = healthy, not ejected, circuit not open in at least one pool that lists the
+        endpoint (health alone: an operator's drain is planned, not an outage, and shows in ``/admin/backends``)."""
         up: dict[str, bool] = {}
         for pool in self.pools.values():
             for endpoint in pool.endpoints:
-                up[endpoint.name] = up.get(endpoint.name, False) or pool.health.status(endpoint.name).routable
+                status = pool.health.status(endpoint.name)
+                up[endpoint.name] = up.get(endpoint.name, False) or (status.healthy and not status.ejected)
         for name, value in up.items():
             self._endpoints[name].set_up(value)
+
+    def drain(self, name: str, drained: bool = True) -> bool:
+        """Drain endpoint ``name`` in every pool that lists it (no new requests; in-flight ones finish), or put it
+        back (``drained`` False). False when no pool has an endpoint of that name."""
+        found = False
+        for pool in self.pools.values():
+            found = pool.health.drain(name, drained) or found
+        return found
+
+    def scraped_load(self, name: str) -> BackendLoad | None:
+        """The newest load sample of ``name`` from the router's scraper (``p2c`` pools only), whatever its age."""
+        return self._scraper.latest(name) if self._scraper is not None else None
 
     def observe_phases(self, backend: str, phases: dict[str, float], retransmits: int = 0) -> None:
         children = self._phase_children.get(backend)
