@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import click
@@ -16,6 +18,7 @@ from tokenyard.cli import port_type
 from tokenyard.pipeline.spec import JsonlSinkSpec, PipelineSpec, SinkSpec, SpecError, StreamSinkSpec, load_spec
 
 S = TypeVar("S", bound=msgspec.Struct)
+T = TypeVar("T")
 
 
 def _load(path: str) -> PipelineSpec:
@@ -23,6 +26,25 @@ def _load(path: str) -> PipelineSpec:
         return load_spec(path)
     except SpecError as exc:
         raise click.ClickException(f"{path}: {exc}") from None
+
+
+def _on_log(spec: PipelineSpec, main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main``; an event log that cannot be reached or opened is one line and exit 1, not a traceback."""
+    from tokenyard import runtime
+    from tokenyard.pipeline.eventlog import EventLogUnavailable
+
+    try:
+        return runtime.run(main)
+    except EventLogUnavailable as exc:
+        click.echo(f"error: log: {_without_password(spec.log)}: {exc}", err=True)
+        sys.exit(1)
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 @click.group("pipeline")
@@ -36,7 +58,6 @@ def pipeline_group() -> None:
 @click.option("--port", type=port_type(), default=None, help="Override the HTTP port (ingest/metrics); 0 picks one.")
 def run_command(file: str, consumer: str | None, port: int | None) -> None:
     """Run a worker of the pipeline FILE until SIGINT/SIGTERM."""
-    from tokenyard import runtime
 
     spec = _load(file)
     if port is not None:
@@ -44,7 +65,7 @@ def run_command(file: str, consumer: str | None, port: int | None) -> None:
             spec = _with(spec, source=_with(spec.source, http=_with(spec.source.http, port=port)))
         else:
             spec = _with(spec, worker=_with(spec.worker, metrics=_with(spec.worker.metrics, port=port)))
-    sys.exit(runtime.run(_run(spec, Path(file).resolve().parent, consumer)))
+    sys.exit(_on_log(spec, _run(spec, Path(file).resolve().parent, consumer)))
 
 
 def _with(obj: S, **changes: object) -> S:
@@ -83,14 +104,20 @@ async def _run(spec: PipelineSpec, base_dir: Path, consumer: str | None) -> int:
 @click.option("--sink-jsonl", default=None, type=click.Path(dir_okay=False), help="Write results to a JSONL file.")
 def replay_command(file: str, start: str, end: str, sink_stream: str | None, sink_jsonl: str | None) -> None:
     """Run a range of FILE's source stream through the graph again into a new sink."""
-    from tokenyard import runtime
 
     if (sink_stream is None) == (sink_jsonl is None):
         raise click.UsageError("give exactly one of --sink-stream, --sink-jsonl")
+    from tokenyard.pipeline.eventlog.ids import lower_bound, upper_bound
+
+    for option, value, parse in (("--from", start, lower_bound), ("--to", end, upper_bound)):
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=option) from None
     spec = _load(file)
     sink = SinkSpec(stream=StreamSinkSpec(stream=sink_stream) if sink_stream else None,
                     jsonl=JsonlSinkSpec(path=sink_jsonl) if sink_jsonl else None, outcomes=("completed", "filtered"))
-    report = runtime.run(_replay(spec, Path(file).resolve().parent, start, end, sink))
+    report = _on_log(spec, _replay(spec, Path(file).resolve().parent, start, end, sink))
     click.echo(json.dumps(report))
     if report["failed"]:
         sys.exit(1)
@@ -127,12 +154,11 @@ async def _replay(spec: PipelineSpec, base_dir: Path, start: str, end: str, sink
 @click.option("--key", default=None, help="abort: every event of this key created up to now.")
 def control_command(file: str, action: str, event_id: str | None, key: str | None) -> None:
     """Append a control event to FILE's control stream."""
-    from tokenyard import runtime
 
     spec = _load(file)
     body = {"action": action, "event_id": event_id, "key": key}
     try:
-        entry_id = runtime.run(_control(spec, {k: v for k, v in body.items() if v is not None}))
+        entry_id = _on_log(spec, _control(spec, {k: v for k, v in body.items() if v is not None}))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(entry_id)
@@ -154,9 +180,9 @@ async def _control(spec: PipelineSpec, body: dict[str, str]) -> str:
 @click.argument("event_id")
 def lineage_command(file: str, event_id: str) -> None:
     """Print the lineage records of EVENT_ID (event -> inference request id -> result) as JSON."""
-    from tokenyard import runtime
 
-    found = runtime.run(_lineage(_load(file), event_id))
+    spec = _load(file)
+    found = _on_log(spec, _lineage(spec, event_id))
     if not found:
         raise click.ClickException(f"no lineage for event {event_id!r}")
     click.echo(json.dumps(found))

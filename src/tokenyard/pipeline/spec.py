@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import msgspec
 import yaml
 
-from tokenyard.pipeline.eventlog import dead_stream
+from tokenyard.pipeline.eventlog import dead_stream, log_url_problem
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
@@ -190,6 +190,12 @@ def parse_spec(mapping: Any) -> PipelineSpec:
         _one_of(t, f"transforms[{i}]")
     for i, s in enumerate(spec.sinks):
         _one_of(s, f"sinks[{i}]")
+    logs = [("log", spec.log)] + [(f"sinks[{i}].stream.log", s.stream.log) for i, s in enumerate(spec.sinks)
+                                  if s.stream is not None and s.stream.log is not None]
+    for path, url in logs:
+        problem = log_url_problem(url)
+        if problem is not None:
+            raise SpecError(f"{path}: {problem}")
     if (spec.inference.gateway is None) == (spec.inference.upstream is None):
         raise SpecError("inference: exactly one of gateway, upstream is required")
     if spec.lifecycle.valuable and spec.lifecycle.valuable.hook and ":" not in spec.lifecycle.valuable.hook:

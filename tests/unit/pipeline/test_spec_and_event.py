@@ -29,6 +29,10 @@ def test_minimal_spec_defaults() -> None:
     ({"sinks": [{"outcomes": ["completed"]}]}, "sinks[0]: exactly one of"),
     ({"inference": {"model": "m"}}, "inference: exactly one of gateway, upstream"),
     ({"lifecycle": {"valuable": {"hook": "nocolon"}}}, "module:function"),
+    ({"log": "bogus://x"}, "log: unknown event-log URL 'bogus://x'"),
+    ({"log": "sqlite://"}, "log: sqlite event-log URL 'sqlite://' names no file"),
+    ({"sinks": [{"stream": {"stream": "s", "log": "redis:/x"}}, {"stream": {"stream": "s", "log": "kafka://k"}}]},
+     "sinks[1].stream.log: unknown event-log URL 'kafka://k'"),
 ])
 def test_spec_errors_name_the_key(change: dict[str, object], message: str) -> None:
     with pytest.raises(SpecError) as err:

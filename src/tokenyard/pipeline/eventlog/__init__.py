@@ -26,24 +26,42 @@ __all__ = [
     "PendingEntry",
     "SqliteEventLog",
     "dead_stream",
+    "log_url_problem",
     "open_event_log",
 ]
+
+
+def log_url_problem(url: str) -> str | None:
+    """What is wrong with an event-log URL (None when ``open_event_log`` accepts it); opens nothing."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if not _sqlite_path(url):
+            return f"sqlite event-log URL {url!r} names no file"
+        return None
+    if parts.scheme in _REDIS_SCHEMES:
+        return None
+    return f"unknown event-log URL {url!r}: expected sqlite:///PATH or redis://HOST:PORT/DB"
 
 
 def open_event_log(url: str) -> EventLog:
     """``sqlite:///abs/path.db``, ``sqlite:relative.db``, ``sqlite://:memory:`` or a ``redis://`` URL.
 
-    Nothing is opened until the first call. Close it with ``await log.aclose()``.
+    Nothing is opened until the first call, which raises ``EventLogUnavailable`` when the log cannot be reached
+    or opened. Close it with ``await log.aclose()``. Raises ValueError for a URL ``log_url_problem`` refuses.
     """
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        path = url[len("sqlite:"):]
-        path = path[2:] if path.startswith("//") else path
-        if not path:
-            raise ValueError(f"sqlite event-log URL {url!r} names no file")
-        return SqliteEventLog(path)
-    if parts.scheme in ("redis", "rediss", "unix"):
-        from tokenyard.pipeline.eventlog.redis_streams import RedisStreamsEventLog
+    problem = log_url_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    if urlsplit(url).scheme == "sqlite":
+        return SqliteEventLog(_sqlite_path(url))
+    from tokenyard.pipeline.eventlog.redis_streams import RedisStreamsEventLog
 
-        return RedisStreamsEventLog.from_url(url)
-    raise ValueError(f"unknown event-log URL {url!r}: expected sqlite:///PATH or redis://HOST:PORT/DB")
+    return RedisStreamsEventLog.from_url(url)
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _sqlite_path(url: str) -> str:
+    path = url[len("sqlite:"):]
+    return path[2:] if path.startswith("//") else path

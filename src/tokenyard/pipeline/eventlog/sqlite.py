@@ -25,6 +25,7 @@ from tokenyard.pipeline.eventlog.base import (
     DEAD_ID,
     DEAD_REASON,
     Entry,
+    EventLogUnavailable,
     GroupInfo,
     GroupNotFound,
     PendingEntry,
@@ -105,10 +106,13 @@ class SqliteEventLog:
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=10.0)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL fsyncs at checkpoints
-            db.executescript(_SCHEMA)
+            try:
+                db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=10.0)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL fsyncs at checkpoints
+                db.executescript(_SCHEMA)
+            except sqlite3.Error as exc:  # a missing directory, not a database: the log cannot be used at all
+                raise EventLogUnavailable(f"cannot open the SQLite event log {self._path}: {exc}") from exc
             self._db = db
         return self._db
 

@@ -1,0 +1,51 @@
+"""``tokenyard pipeline`` commands: an event log that cannot be used is one line and an exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cli.helpers import assert_clean_error, tokenyard
+
+SPEC = ("name: t\nlog: {log}\nsource: {{stream: ev, group: g}}\n"
+        "inference: {{upstream: http://127.0.0.1:9/v1, model: m}}\n")
+COMMANDS = [["run", "SPEC", "--port", "0"], ["lineage", "SPEC", "1-0"], ["control", "SPEC", "pause"],
+            ["replay", "SPEC", "--sink-jsonl", "OUT"]]
+
+
+def _args(command: list[str], spec: Path) -> list[str]:
+    names = {"SPEC": str(spec), "OUT": str(spec.with_suffix(".jsonl"))}
+    return ["pipeline", *(names.get(arg, arg) for arg in command)]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_unreachable_redis_log(tmp_path: Path, unused_port: int, command: list[str]) -> None:
+    spec = tmp_path / "p.yaml"
+    spec.write_text(SPEC.format(log=f"redis://user:secret@127.0.0.1:{unused_port}/0"))
+    result = tokenyard(*_args(command, spec))
+    assert_clean_error(result, 1, f"error: log: redis://user:***@127.0.0.1:{unused_port}/0: redis unavailable")
+    assert "secret" not in result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_sqlite_log_in_a_missing_directory(tmp_path: Path, command: list[str]) -> None:
+    spec = tmp_path / "p.yaml"
+    spec.write_text(SPEC.format(log=f"sqlite://{tmp_path}/missing/x.db"))
+    result = tokenyard(*_args(command, spec))
+    assert_clean_error(result, 1, f"cannot open the SQLite event log {tmp_path}/missing/x.db")
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_unknown_log_scheme_is_a_spec_error(tmp_path: Path, command: list[str]) -> None:
+    spec = tmp_path / "p.yaml"
+    spec.write_text(SPEC.format(log="bogus://x"))
+    assert_clean_error(tokenyard(*_args(command, spec)), 1, "log: unknown event-log URL 'bogus://x'")
+
+
+@pytest.mark.parametrize("option", ["--from", "--to"])
+def test_replay_bad_range_is_a_usage_error(tmp_path: Path, option: str) -> None:
+    spec = tmp_path / "p.yaml"
+    spec.write_text(SPEC.format(log=f"sqlite://{tmp_path}/x.db"))
+    result = tokenyard(*_args(["replay", "SPEC", "--sink-jsonl", "OUT", option, "bogus"], spec))
+    assert_clean_error(result, 2, "invalid stream id 'bogus'")
