@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 REQUEST_ID_HEADER = "x-request-id"
-MAX_REQUEST_ID = 128  # the same rule as the stage chain's (stages/observe)
+MAX_REQUEST_ID = 128
 
 
 def acceptable_request_id(value: str) -> bool:
@@ -25,7 +25,8 @@ def acceptable_request_id(value: str) -> bool:
 
 
 def generated_request_id() -> str:
-    """A gateway-generated id in the chain's format: ``req-`` and 24 random hex digits."""
+    """A gateway-generated id: ``req-`` and 24 random hex digits (96 bits), so nobody can guess, pre-claim
+    or probe another client's id, and ids are unique across replicas in practice."""
     return "req-" + secrets.token_hex(12)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -20,24 +19,15 @@ from aiohttp import web
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.relay import gateway_headers
+from tokenyard.gateway.request_ids import acceptable_request_id, generated_request_id
 from tokenyard.gateway.stages.chain import Next, Stage
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
 
-MAX_REQUEST_ID = 128
 # Set on the request when its client-chosen x-request-id was in use: the id it asked for (refused after auth).
 REUSED_REQUEST_ID = web.RequestKey("tokenyard_reused_request_id", str)
 log = logging.getLogger("tokenyard.gateway")
-
-
-def _acceptable_id(value: str) -> bool:
-    return 0 < len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable()
-
-
-def new_request_id() -> str:
-    """A gateway-generated request id: random, so unguessable and (in practice) unique across replicas."""
-    return "req-" + secrets.token_hex(12)
 
 
 def refuse_reused_id(ctx: RequestContext) -> None:
@@ -60,14 +50,14 @@ def observe_stage(gw: Gateway) -> Stage:
 
     async def observe(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
         given = ctx.request.headers.get("x-request-id")
-        if given is not None and _acceptable_id(given):
+        if given is not None and acceptable_request_id(given):
             if given in inflight or given in resumable:
-                ctx.request_id = new_request_id()  # never shares an id; refused once authenticated
+                ctx.request_id = generated_request_id()  # never shares an id; refused once authenticated
                 ctx.request[REUSED_REQUEST_ID] = given
             else:
                 ctx.request_id = given
         else:
-            ctx.request_id = new_request_id()
+            ctx.request_id = generated_request_id()
         ctx.task = asyncio.current_task()
         if tracing is not None:
             ctx.trace = tracing.begin(ctx)
