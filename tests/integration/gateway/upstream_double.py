@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from tests.integration.loopback_app import serving
+
 INFERENCE_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 
@@ -48,12 +50,5 @@ class FixedUpstream:
             app.router.add_post(path, self._answer)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        try:
+        async with serving(app) as self.base_url:
             yield self
-        finally:
-            await runner.cleanup()

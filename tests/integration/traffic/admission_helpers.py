@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from tests.integration.loopback_app import serving
 from tokenyard.config import GatewayConfig, parse_config
 from tokenyard.gateway.app import RunningGateway
 from tokenyard.sim.testing import RunningSim
@@ -98,15 +99,8 @@ class Recorder:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        try:
+        async with serving(app) as self.base_url:
             yield self
-        finally:
-            await runner.cleanup()
 
 
 def sim_url(sim: RunningSim) -> str:
