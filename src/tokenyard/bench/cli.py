@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -64,6 +65,8 @@ def command(target: str | None, workload_ref: str | None, duration: float | None
         return
     if not target:
         raise click.UsageError("--target URL is required (or use --compare DIR_A DIR_B)")
+    if out is not None:
+        _prepare_out(out)  # before the run: a report that cannot be written would waste it
     if concurrency is not None and rate is not None:
         raise click.UsageError("--concurrency (closed loop) and --rate (open loop) exclude each other")
     try:
@@ -138,6 +141,20 @@ def _compare(paths: tuple[str, str], out: str | None) -> None:
         table.add_row(*row)
     _console().print(table)
     out_dir = Path(out or ".")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _prepare_out(str(out_dir))
     (out_dir / "compare.html").write_text(render_compare(rows, HEADER, paths))
     click.echo(f"comparison written to {out_dir / 'compare.html'}")
+
+
+def _prepare_out(out: str) -> None:
+    """Create the ``--out`` directory (the report goes there anyway) or exit 2 with one line saying why not."""
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    else:
+        if os.access(out, os.W_OK):
+            return
+        problem = "permission denied"
+    click.echo(f"error: --out: {out}: {problem}", err=True)
+    sys.exit(2)

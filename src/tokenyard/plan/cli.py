@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -45,11 +47,14 @@ def command(plan_file: str, json_out: str | None, horizon_only: bool) -> None:
 
     PLAN_FILE is a plan YAML file, or `example` for the shipped example.
     """
+    if json_out is not None and json_out != "-":
+        problem = unwritable(json_out)
+        if problem is not None:  # found before the plan is computed, which can take a while
+            _fail(f"--json: {problem}")
     try:
         plan = make_plan(load_plan(plan_file), horizon_only=horizon_only)
     except PlanError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc))
     data = plan.to_json()
     if json_out == "-":
         click.echo(json.dumps(data, indent=2))
@@ -67,5 +72,26 @@ def command(plan_file: str, json_out: str | None, horizon_only: bool) -> None:
                        f"({m.surge.rate:.3g} req/s); one fewer misses: {below}")
     click.echo(f"total cost at month {horizon.traffic.month}: {horizon.cost:,.2f} per month")
     if json_out:
-        Path(json_out).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        try:
+            Path(json_out).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        except OSError as exc:
+            _fail(f"--json: {json_out}: {exc.strerror or exc}")
         click.echo(f"plan written to {json_out}")
+
+
+def unwritable(file: str) -> str | None:
+    """Why ``file`` cannot be written (created or replaced), or None when it can; touches nothing."""
+    target = Path(file)
+    parent = target.parent
+    if target.is_dir():
+        return f"{file}: is a directory"
+    if not parent.is_dir():
+        return f"{file}: directory {parent} does not exist"
+    if not os.access(target if target.exists() else parent, os.W_OK):
+        return f"{file}: permission denied"
+    return None
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)

@@ -142,7 +142,12 @@ class SqliteKeyStore:
         except sqlite3.Error as exc:
             raise KeyStoreError(f"cannot open key store {self.path}: {exc}") from exc
         try:
+            # The first statement is where a file that is not a SQLite database shows itself.
             db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            db.close()
+            raise KeyStoreError(f"cannot open key store {self.path}: {exc}") from exc
+        try:
             with db:
                 yield db
         finally:
