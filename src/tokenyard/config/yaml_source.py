@@ -17,8 +17,9 @@ except AttributeError:  # pragma: no cover - libyaml missing
     _BaseLoader = yaml.SafeLoader
 
 
-# A ${...} reference (or the $${ escape) as written in the file, up to the closing brace on the same line.
-_REFERENCE_TEXT = re.compile(r"\$\$\{|\$\{[^}\n]*\}")
+# A ${...} reference or an escaped $${...} as written in the file, up to the closing brace on the same line (the
+# brace too: left in the text, it would close a flow mapping), or a lone $${ escape with no closing brace.
+_REFERENCE_TEXT = re.compile(r"\$\$\{[^}\n]*\}|\$\$\{|\$\{[^}\n]*\}")
 
 
 class ConfigFileError(ConfigError):

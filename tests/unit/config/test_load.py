@@ -184,6 +184,19 @@ def test_yaml_flow_mappings_with_env_references(tmp_path: Path) -> None:
     assert config.access_log.path == "${literal}"
 
 
+@pytest.mark.parametrize("style", ["flow", "block", "quoted"])
+def test_escaped_reference_in_every_style(tmp_path: Path, style: str) -> None:
+    admin = {"flow": "admin: {key: $${LIT}, listen: {port: 0}}\n",
+             "block": "admin:\n  key: $${LIT}\n  listen: {port: 0}\n",
+             "quoted": "admin: {key: '$${LIT}', listen: {port: 0}}\n"}[style]
+    path = tmp_path / "c.yaml"
+    path.write_text(admin + "models: {m: {endpoints: [{url: http://127.0.0.1:9001/v1}]}}\n"
+                    "access_log: {path: $${a}/b-$${c}.log}\n")
+    config = load_config(path, env={"LIT": "not used"})
+    assert config.admin is not None and config.admin.key_sha256 == hash_key("${LIT}")
+    assert config.access_log.path == "${a}/b-${c}.log"
+
+
 def test_env_values_cannot_inject_yaml_structure(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("models: {m: {endpoints: [{url: '${UP}'}]}}\n")
