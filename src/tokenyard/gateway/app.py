@@ -94,7 +94,11 @@ def build_app(config: GatewayConfig) -> web.Application:
     add_batch_routes(app, gw)  # deferred requests: x-tokenyard-defer, /v1/batches (gateway/batch.py)
 
     async def on_startup(app: web.Application) -> None:
-        await gw.start()
+        try:
+            await gw.start()
+        except BaseException:  # aiohttp runs no on_cleanup after a failed startup: close what start opened
+            await gw.close()
+            raise
 
     async def on_cleanup(app: web.Application) -> None:
         await gw.close()
@@ -132,8 +136,8 @@ async def start_gateway(config: GatewayConfig, host: str | None = None, port: in
     port = port if port is not None else config.listen.port
     runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = inference_site(runner, config, host, port)
-    try:
+    try:  # every failure from here on (a TLS file that does not load, a port in use) closes what setup opened
+        site = inference_site(runner, config, host, port)
         await site.start()
         admin = await start_admin_listener(runner, config)
     except BaseException:
