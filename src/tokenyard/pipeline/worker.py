@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from tokenyard.pipeline import event as ev
 from tokenyard.pipeline.event import Event, EventInvalid, decode_event
-from tokenyard.pipeline.eventlog import Entry, EventLog
+from tokenyard.pipeline.eventlog import Entry, EventLog, GroupNotFound
 from tokenyard.pipeline.finisher import Finisher
 from tokenyard.pipeline.inference import ExpiredInFlight, InferenceStep, Progress
 from tokenyard.pipeline.lifecycle import ControlState, FanOut, Supersession, Valuable
@@ -29,6 +29,7 @@ from tokenyard.pipeline.transforms import PermanentError, Transform, TransientEr
 
 log = logging.getLogger("tokenyard.pipeline")
 STOP_GRACE_S = 5.0
+READ_RETRY_S = 0.5  # between group reads while the log is unavailable
 WASTE_FOR = {ev.ABORTED: "aborted", ev.EXPIRED: "expired", ev.SUPERSEDED: "superseded"}
 
 
@@ -120,9 +121,27 @@ class Worker:
             async with self._slots:  # wait for a free slot before reading: bounded in-flight work
                 pass
             free = max(1, self._free_slots())
-            entries = await self.log.read_group(self.stream, self.group, self.consumer, count=min(cfg.batch, free),
-                                                block_s=cfg.block_ms / 1000.0)
+            try:
+                entries = await self.log.read_group(self.stream, self.group, self.consumer,
+                                                    count=min(cfg.batch, free), block_s=cfg.block_ms / 1000.0)
+            except Exception as exc:
+                # The reader must outlive a log outage (a Redis restart): were it to end here, the worker would
+                # look alive and never read again.
+                await self._recover_read(exc)
+                continue
             await self._dispatch(entries)
+
+    async def _recover_read(self, exc: Exception) -> None:
+        """After a failed group read: recreate the group if it is gone (a Redis restarted without its data;
+        a worker that started before the producers' first event), else wait a moment before reading again."""
+        if isinstance(exc, GroupNotFound):
+            log.warning("consumer group %r on %r is gone; creating it again", self.group, self.stream)
+            with contextlib.suppress(Exception):  # the log is still unavailable: the next read says so again
+                await self.log.create_group(self.stream, self.group, "0")
+                return
+        else:
+            log.warning("reading %r failed (retrying): %s", self.stream, exc)
+        await asyncio.sleep(READ_RETRY_S)
 
     async def _claim_loop(self) -> None:
         await self.control_ready.wait()
