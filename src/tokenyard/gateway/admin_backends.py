@@ -9,8 +9,10 @@
   its in-flight count: poll ``GET /admin/backends`` until it reads 0 before taking the server down.
 - ``POST /admin/backends/{name}/undrain``: back in rotation (warming up through slow start).
 
-Drain is state of this gateway process (like the queues): with several replicas or ``--workers``, drain on each.
-An unknown name is 404 ``backend_not_found``.
+With a shared state (``state: redis://...``) a drain reaches every worker and replica sharing it and outlives
+restarts (``traffic/drain_sync.py``); the Redis write failing is 503 ``shared_state_unavailable`` with nothing
+changed. With ``state: memory`` it is state of the process that answered. The answer's ``shared`` says which;
+its ``inflight`` is this process's. An unknown name is 404 ``backend_not_found``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from tokenyard.gateway.admin import _authorised
 from tokenyard.gateway.errors import error_response
 from tokenyard.gateway.services import Gateway
 from tokenyard.policy.pickers.endpoint import BackendLoad
+from tokenyard.state import StateUnavailable
+from tokenyard.traffic.distributed import STATE_DOWN
 
 
 def _json(document: Any) -> web.Response:
@@ -82,11 +86,20 @@ def add_backend_admin_routes(app: web.Application, gw: Gateway) -> None:
         if denied is not None:
             return denied
         name = request.match_info["name"]
-        if not gw.router.drain(name, drained):
+        endpoints = [e for pool in gw.pools.values() for e in pool.endpoints if e.name == name]
+        if not endpoints:
             return error_response(404, f"no backend named {name!r} (GET /admin/backends lists them)",
                                   "backend_not_found")
-        inflight = next(e.inflight for pool in gw.pools.values() for e in pool.endpoints if e.name == name)
-        return _json({"name": name, "drained": drained, "inflight": inflight})
+        if gw.drains is None:
+            gw.router.drain(name, drained)
+        else:
+            try:
+                await gw.drains.set(name, drained)
+            except StateUnavailable:
+                return error_response(503, "the shared state is unavailable: the drain was not changed on any "
+                                      "replica; try again", STATE_DOWN)
+        return _json({"name": name, "drained": drained, "inflight": endpoints[0].inflight,
+                      "shared": gw.drains is not None})
 
     async def drain(request: web.Request) -> web.Response:
         return await set_drain(request, True)

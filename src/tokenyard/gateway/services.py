@@ -17,6 +17,7 @@ from tokenyard.telemetry.metrics import GatewayMetrics
 from tokenyard.telemetry.tracing import build_tracing
 from tokenyard.traffic.control import TrafficControl
 from tokenyard.traffic.distributed import ScaleOut
+from tokenyard.traffic.drain_sync import DrainSync
 from tokenyard.traffic.router import Router
 from tokenyard.upstream.client import UpstreamClient
 from tokenyard.upstream.pools import Pool, build_pools
@@ -42,6 +43,10 @@ class Gateway:
         self.security = SecurityService(config)
         self.scaleout = ScaleOut(config, self.traffic, self.inflight.get)  # shared state: limits across replicas
         self.router.budget = self.scaleout.budget  # per-endpoint budget shared by all replicas (None: off)
+        # Backend drains shared by every worker and replica (None with state: memory: drain is per process).
+        self.drains = DrainSync(self.scaleout.state, self.router.drain,
+                                (e.name for pool in self.pools.values() for e in pool.endpoints)) \
+            if self.scaleout.shared else None
         self.cache = ResponseCache(config.cache, self.scaleout.state, self.metrics) if config.cache.enabled else None
         self.resume = ResumeRegistry(config.streams, self.metrics)  # resumable streams (docs/resume.md)
         self.chain: Next = build_chain(self)
@@ -54,6 +59,8 @@ class Gateway:
         await self.discover_models()
         await self.traffic.start(self.client.session)
         await self.scaleout.start()
+        if self.drains is not None:
+            await self.drains.start()
         await self.resume.start(self.scaleout.state if self.scaleout.shared else None)
         await self.router.start()
         self._prober = asyncio.create_task(self._probe_forever(), name="tokenyard-health-prober")
@@ -67,6 +74,8 @@ class Gateway:
         await self.resume.close()  # before the pool: detached streams close their upstreams
         await self.router.close()
         await self.traffic.close()
+        if self.drains is not None:
+            await self.drains.close()
         await self.scaleout.close()
         await self.client.close()
         await self.security.close()

@@ -63,7 +63,7 @@ async def test_drain_moves_new_requests_and_lets_in_flight_ones_finish(picker: s
         assert (await admin(session, gw, "POST", "/admin/backends/sim-b/undrain"))[0] == 200
 
         status, answer = await admin(session, gw, "POST", "/admin/backends/sim-a/drain")
-        assert status == 200 and answer == {"name": "sim-a", "drained": True, "inflight": 1}
+        assert status == 200 and answer == {"name": "sim-a", "drained": True, "inflight": 1, "shared": False}
         state = rows((await admin(session, gw, "GET", "/admin/backends"))[1])
         assert state["sim-a"]["drained"] and not state["sim-a"]["ready"] and state["sim-a"]["inflight"] == 1
         assert state["sim-a"]["healthy"] and not state["sim-a"]["ejected"]  # drained is not unhealthy
