@@ -6,19 +6,25 @@
 - ``POST /v1/control``: ``{"action": "abort", "event_id" | "key"}``, ``{"action": "pause" | "resume"}``.
 - ``GET /v1/lineage/{event_id}``: the lineage record (404 before the event finished).
 - ``GET /metrics``, ``GET /healthz``.
+
+While the event log is unavailable (Redis down) the endpoints that need it answer 503 ``event_log_unavailable``
+with ``Retry-After``; a batch of events is appended in one call, so it is accepted whole or not at all.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from tokenyard.pipeline.control import control_fields
 from tokenyard.pipeline.event import encode_event
-from tokenyard.pipeline.eventlog import EventLog
+from tokenyard.pipeline.eventlog import EventLog, EventLogUnavailable
 from tokenyard.pipeline.lineage import Lineage
 from tokenyard.pipeline.logs import lag as group_lag
 from tokenyard.pipeline.metrics import PipelineMetrics
@@ -30,8 +36,8 @@ _KNOWN = frozenset(("data", "id", "key", "tenant", "ttl_ms", "deadline_ms"))
 
 
 def error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
-    kind = "rate_limit_error" if status == 429 else "invalid_request_error"
-    body = {"error": {"message": message, "type": kind, "code": code}}
+    kind = {429: "rate_limit_error", 503: "service_unavailable"}.get(status, "invalid_request_error")
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -49,8 +55,9 @@ def _parse_event(item: Any, index: int) -> dict[str, str]:
             raise ValueError(f"events[{index}].{name} must be a string")
     for name in ("ttl_ms", "deadline_ms"):
         value = item.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise ValueError(f"events[{index}].{name} must be a non-negative number")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value < 0):
+            raise ValueError(f"events[{index}].{name} must be a finite non-negative number")
     return encode_event(data, event_id=item.get("id"), key=item.get("key", ""), tenant=item.get("tenant", ""),
                         ttl_ms=item.get("ttl_ms"), deadline_ms=item.get("deadline_ms"))
 
@@ -72,9 +79,28 @@ class _LagGauge:
         self._value += n
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _log_unavailable(retry_after_s: int) -> Middleware:
+    """A log outage is the server's state, not a bug: a 503 the client can retry, not aiohttp's bare 500 and a
+    logged traceback."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except EventLogUnavailable:
+            return error(503, "the pipeline's event log is unavailable; retry later", "event_log_unavailable",
+                         {"Retry-After": str(retry_after_s)})
+
+    return middleware
+
+
 def build_http_app(spec: PipelineSpec, log: EventLog, metrics: PipelineMetrics,
                    ingest: HttpIngestSpec | None) -> web.Application:
-    app = web.Application(client_max_size=8 * 1024 * 1024)
+    retry_after_s = ingest.retry_after_s if ingest is not None else 1
+    app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[_log_unavailable(retry_after_s)])
     stream = spec.source.stream
     lag = _LagGauge(log, stream, spec.source.group)
     lineage = Lineage(log, spec.lineage_stream)
@@ -95,7 +121,7 @@ def build_http_app(spec: PipelineSpec, log: EventLog, metrics: PipelineMetrics,
             metrics.ingest["refused"].inc()
             return error(429, f"pipeline lag {current} is at its bound {ingest.max_lag}; retry later",
                          "pipeline_backpressure", {"Retry-After": str(ingest.retry_after_s)})
-        ids = [await log.append(stream, fields) for fields in encoded]
+        ids = await log.append_many(stream, encoded)  # one call: the whole batch is appended, or none of it
         lag.add(len(ids))
         metrics.ingest["accepted"].inc()
         return web.json_response({"ids": ids}, status=202)

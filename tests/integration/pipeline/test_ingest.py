@@ -48,7 +48,8 @@ async def test_backpressure_control_and_lineage_over_http(log_url: str) -> None:
             async with http.get(base + "/v1/lineage/nope") as resp:
                 assert resp.status == 404
             for bad in (b"{", b'{"data": []}', b'{"events": []}', b'{"data": {}, "ttl_ms": -1}',
-                        b'{"data": {}, "color": 1}'):
+                        b'{"data": {}, "color": 1}', b'{"data": {}, "ttl_ms": NaN}',
+                        b'{"data": {}, "deadline_ms": Infinity}'):
                 async with http.post(base + "/v1/events", data=bad) as resp:
                     assert resp.status == 400 and "message" in (await resp.json())["error"]
             async with http.post(base + "/v1/control", json={"action": "abort"}) as resp:
