@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -180,3 +181,23 @@ async def test_followers_of_a_stream_whose_leader_left_get_an_error_event() -> N
                 break
             await asyncio.sleep(0.05)
         assert aborted == 1
+
+
+async def test_a_degraded_answer_is_never_stored_for_the_request_it_was_not() -> None:
+    admin = {"Authorization": "Bearer admin-key"}
+    async with running_sim("fast", seed=1) as sim, gateway_for([sim], admin={"key": "admin-key"}, **CACHE) as gw, \
+            aiohttp.ClientSession() as session:
+        async def pin(level: int | None) -> None:
+            async with session.post(gw.base_url + "/admin/degradation", json={"level": level}, headers=admin) as r:
+                assert r.status == 200, await r.text()
+
+        await pin(3)  # standard traffic answers concisely (an instruction is added to the prompt)
+        async with session.post(gw.base_url + "/v1/chat/completions", json=body("explain tides")) as resp:
+            assert resp.status == 200 and resp.headers["x-tokenyard-degraded"] == "concise"
+            degraded = await resp.json()
+        await pin(None)
+        status, answer, label = await post(session, gw.base_url, body("explain tides"))
+        assert (status, label) == (200, "miss")  # not the degraded answer
+        assert json.loads(answer)["usage"]["prompt_tokens"] < degraded["usage"]["prompt_tokens"]  # no instruction
+        assert (await post(session, gw.base_url, body("explain tides")))[2] == "hit"  # the full answer is stored
+        assert (await sim.stats())["completed_requests"] == 2

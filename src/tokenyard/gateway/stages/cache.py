@@ -22,6 +22,7 @@ from tokenyard.cache.store import CachedAnswer
 from tokenyard.gateway.context import EMBEDDING, RequestContext
 from tokenyard.gateway.relay import SSE_CONTENT_TYPE, gateway_headers
 from tokenyard.gateway.stages.chain import Next, Stage, pass_through
+from tokenyard.gateway.stages.degrade import DEGRADED_HEADER
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
@@ -174,13 +175,17 @@ def cache_stage(gw: Gateway) -> Stage:
         ctx.response_headers[HEADER] = "miss"
         if ctx.stream:
             ctx.request[STREAM_TAP] = flight
+        completed: CachedAnswer | None = None
         stored: CachedAnswer | None = None
         try:
             response = await call_next(ctx)
-            stored = _answer_of(ctx, response, flight)
+            completed = _answer_of(ctx, response, flight)
+            # A degraded answer (concise, fallback model, fewer tools or passages) is not the answer to this
+            # body: never stored, never handed to a whole-answer follower (it goes upstream itself).
+            stored = completed if DEGRADED_HEADER not in ctx.response_headers else None
         finally:
             if flights is not None:
-                flights.end(key, flight, stored is not None, stored)
+                flights.end(key, flight, completed is not None, stored)
         if stored is not None and await exact.save(key, stored) and semantic is not None and vector is not None:
             await semantic.add(namespace, vector, key)
         return response
