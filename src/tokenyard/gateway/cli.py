@@ -50,7 +50,7 @@ def _fail_config(issues: list[tuple[str, str]]) -> NoReturn:
     sys.exit(2)
 
 
-def _start_failure(config: GatewayConfig, exc: OSError) -> str:
+def start_failure(config: GatewayConfig, exc: OSError) -> str:
     """One line for an OS error at start-up, naming the listener when it is a bind that failed."""
     text = exc.strerror or str(exc)
     if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) and "bind" in text:
@@ -86,15 +86,22 @@ def serve_command(config_path: str | None, host: str | None, port: int | None, u
     """Run the gateway."""
     config = resolve_config(config_path, upstream, host, port, busy_poll_us)
     if workers > 1:
-        from tokenyard.gateway.workers import supervise
+        from tokenyard.gateway.workers import WorkerStartError, supervise
 
-        runtime.run(supervise(config, workers))
+        try:
+            runtime.run(supervise(config, workers))
+        except WorkerStartError as exc:  # a worker's own one-line reason (a port in use, a bad TLS file)
+            click.echo(exc.line, err=True)
+            sys.exit(exc.code)
+        except OSError as exc:  # the supervisor's reservation of the port
+            click.echo(start_failure(config, exc), err=True)
+            sys.exit(1)
     else:
         try:
             runtime.run(serve(config))
         except KeyStoreError as exc:  # the file changed since the check, or cannot be written
             _fail_config([("key_store.path", str(exc))])
         except OSError as exc:  # a port in use, as `tokenyard sim` reports it: one line, exit 1
-            click.echo(_start_failure(config, exc), err=True)
+            click.echo(start_failure(config, exc), err=True)
             sys.exit(1)
     sys.stdout.flush()

@@ -2,10 +2,12 @@
 
 Each worker is a full gateway (its own event loop, connection pools and queues) listening on the same
 ``host:port`` with ``SO_REUSEPORT``, so the kernel spreads new connections across them. The supervisor reserves
-the port first (a bound, never listening ``SO_REUSEPORT`` socket, which also resolves ``--port 0``), starts the
+the port first (a bound, never listening ``SO_REUSEPORT`` socket, which also resolves ``--port 0``; a port any
+other socket listens on, another supervisor's workers included, is refused as for one process), starts the
 workers with the config on their stdin, prints ``tokenyard serve listening on http://HOST:PORT`` once every worker
 accepts connections, restarts a worker that dies (with a capped back-off), and on SIGINT/SIGTERM ends each worker
-by its PID (SIGTERM, then SIGKILL after a grace period).
+by its PID (SIGTERM, then SIGKILL after a grace period). A worker that cannot start (a port in use, a TLS
+file that does not load) says why over its readiness pipe, in the one line ``tokenyard serve`` prints.
 
 Limits, budgets and caches hold across the workers only on a shared state: use ``state: redis://...``. With
 ``state: memory`` each worker has its own (a warning says so).
@@ -25,20 +27,50 @@ from aiohttp import web
 
 from tokenyard import runtime
 from tokenyard.config import GatewayConfig
+from tokenyard.gateway.cli import start_failure
 from tokenyard.gateway.tls import listener_scheme
+from tokenyard.security.keystore import KeyStoreError
 
 READY = "tokenyard worker ready"
+FAILED = "tokenyard worker failed"
 GRACE_S = 10.0
 MAX_BACKOFF_S = 5.0
 
 
+class WorkerStartError(RuntimeError):
+    """A worker could not start: ``line`` is the one line to print, ``code`` the exit code it calls for."""
+
+    def __init__(self, line: str, code: int = 1) -> None:
+        super().__init__(line)
+        self.line = line
+        self.code = code
+
+
 def reserve_port(host: str, port: int) -> socket.socket:
-    """A bound ``SO_REUSEPORT`` socket holding ``host:port`` (a free port for 0); workers bind beside it."""
+    """A bound ``SO_REUSEPORT`` socket holding ``host:port`` (a free port for 0); workers bind beside it.
+
+    ``SO_REUSEPORT`` alone would let the workers join a port that another process (of the same user) listens on
+    with ``SO_REUSEPORT`` too, such as a second ``serve --workers`` on the same port, and silently split its
+    connections: a plain bind first refuses a port anything listens on (and resolves port 0).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with _bound(family, host, port, reuse_port=False) as probe:
+        port = probe.getsockname()[1]
+    return _bound(family, host, port, reuse_port=True)
+
+
+def _bound(family: socket.AddressFamily, host: str, port: int, reuse_port: bool) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the listeners: TIME_WAIT is no conflict
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        # the words asyncio uses for a listener's bind, so `serve` prints the same line as with one process
+        text = (exc.strerror or str(exc)).lower()
+        raise OSError(exc.errno, f"error while attempting to bind on address {(host, port)!r}: {text}") from None
     return sock
 
 
@@ -69,11 +101,16 @@ class Worker:
             assert proc.stdin is not None
             proc.stdin.write(self._config)
             proc.stdin.close()
-            line = await asyncio.to_thread(os.read, ready_r, 256)
+            line = (await asyncio.to_thread(_read_line, ready_r)).decode(errors="replace")
         finally:
             os.close(ready_r)
-        if not line.decode().startswith(READY):
-            raise RuntimeError(f"worker {self.index} exited before it was ready (code {await proc.wait()})")
+        if line.startswith(READY):
+            return
+        code = await proc.wait()
+        if line.startswith(FAILED):  # "FAILED CODE LINE": the worker's own one-line reason
+            exit_code, _, reason = line[len(FAILED):].strip().partition(" ")
+            raise WorkerStartError(reason, int(exit_code))
+        raise WorkerStartError(f"error: worker {self.index} exited before it was ready (code {code})")
 
     async def stop(self) -> None:
         proc = self.process
@@ -87,6 +124,17 @@ class Worker:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+def _read_line(fd: int) -> bytes:
+    """One line from the readiness pipe (or what came before the worker closed it)."""
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\n", 1)[0]
 
 
 async def _keep_alive(worker: Worker, stopping: asyncio.Event) -> None:
@@ -125,7 +173,10 @@ async def supervise(config: GatewayConfig, workers: int) -> None:
     stopping = asyncio.Event()
     keepers: list[asyncio.Task[None]] = []
     try:
-        await asyncio.gather(*(w.spawn() for w in pool))
+        started = await asyncio.gather(*(w.spawn() for w in pool), return_exceptions=True)
+        failures = [result for result in started if isinstance(result, BaseException)]
+        if failures:  # the first reason is enough (every worker has the same config); the others are stopped
+            raise failures[0]
         keepers = [asyncio.create_task(_keep_alive(w, stopping)) for w in pool]
         shown = f"[{host}]" if ":" in host else host
         scheme = listener_scheme(config.listen)
@@ -141,27 +192,39 @@ async def supervise(config: GatewayConfig, workers: int) -> None:
         holder.close()
 
 
-async def _run_worker(config: GatewayConfig, index: int, ready_fd: int) -> None:
+async def _run_worker(config: GatewayConfig, index: int, ready_fd: int) -> int:
     from tokenyard.gateway.app import build_app, inference_site
     from tokenyard.gateway.tls import start_admin_listener
 
     runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = inference_site(runner, config, config.listen.host, config.listen.port, reuse_port=True)
     try:
-        await site.start()
-        if index == 0:  # a separate admin listener (admin.listen) is served by the first worker only
-            await start_admin_listener(runner, config)
-        os.write(ready_fd, f"{READY} {index}\n".encode())
-        os.close(ready_fd)
+        try:  # a failure closes what was opened (finally) and is reported as one line, not a traceback
+            await runner.setup()
+            site = inference_site(runner, config, config.listen.host, config.listen.port, reuse_port=True)
+            await site.start()
+            if index == 0:  # a separate admin listener (admin.listen) is served by the first worker only
+                await start_admin_listener(runner, config)
+        except KeyStoreError as exc:
+            _report(ready_fd, f"{FAILED} 2 error: key_store.path: {exc}")
+            return 2
+        except OSError as exc:  # a port in use, a TLS file that does not load
+            _report(ready_fd, f"{FAILED} 1 {start_failure(config, exc)}")
+            return 1
+        _report(ready_fd, f"{READY} {index}")
         shutdown = asyncio.create_task(runtime.wait_for_shutdown())
         orphaned = asyncio.create_task(_parent_gone(os.getppid()))
         await asyncio.wait((shutdown, orphaned), return_when=asyncio.FIRST_COMPLETED)
         for task in (shutdown, orphaned):
             task.cancel()
         await asyncio.gather(shutdown, orphaned, return_exceptions=True)
+        return 0
     finally:
         await runner.cleanup()
+
+
+def _report(ready_fd: int, line: str) -> None:
+    os.write(ready_fd, f"{line}\n".encode())
+    os.close(ready_fd)
 
 
 async def _parent_gone(parent: int) -> None:
@@ -173,7 +236,7 @@ async def _parent_gone(parent: int) -> None:
 def main() -> None:
     """A worker: the config (JSON) on stdin; arguments: the worker index and the readiness pipe's fd."""
     config = msgspec.json.decode(sys.stdin.buffer.read(), type=GatewayConfig)
-    runtime.run(_run_worker(config, int(sys.argv[1]), int(sys.argv[2])))
+    sys.exit(runtime.run(_run_worker(config, int(sys.argv[1]), int(sys.argv[2]))))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,66 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert_clean_error(result, 1, "error: listen: cannot listen")
     assert "address already in use" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+WORKERS_WARNING = "state is 'memory'"
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.strip().splitlines() if WORKERS_WARNING not in line]
+
+
+@pytest.mark.parametrize("where", ["listen", "admin.listen"])
+def test_port_in_use_with_workers_is_one_line(tmp_path: Path, where: str) -> None:
+    """The supervisor's reservation (listen) and worker 0's admin listener: the line one process prints."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        config = tmp_path / "c.yaml"
+        admin = f"admin: {{key: {'k' * 32}, listen: {{host: 127.0.0.1, port: {port}}}}}\n"
+        config.write_text(BASE + (admin if where == "admin.listen" else ""))
+        listen_port = str(port) if where == "listen" else "0"
+        result = tokenyard("serve", "--config", str(config), "--port", listen_port, "--workers", "2", timeout=60)
+    assert_clean_error(result, 1, f"error: {where}: cannot listen")
+    assert "address already in use" in result.stderr
+    assert len(_error_lines(result.stderr)) == 1, result.stderr
+    assert "Unclosed" not in result.stderr
+
+
+def test_a_second_supervisor_cannot_share_the_port(tmp_path: Path) -> None:
+    """Workers bind with SO_REUSEPORT: without a plain bind first, a second `serve --workers` on a port the
+    first one serves would start and take half its connections."""
+    config = tmp_path / "c.yaml"
+    config.write_text(BASE)
+    first = subprocess.Popen([sys.executable, "-m", "tokenyard", "serve", "--config", str(config), "--port", "0",
+                              "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert first.stdout is not None
+        line = first.stdout.readline()
+        assert "listening on" in line, line
+        port = line.rsplit(":", 1)[1].strip()
+        result = tokenyard("serve", "--config", str(config), "--port", port, "--workers", "2", timeout=60)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+        if first.stdout is not None:
+            first.stdout.close()
+    assert_clean_error(result, 1, "error: listen: cannot listen")
+    assert "listening" not in result.stdout
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_certificate_that_does_not_load(tmp_path: Path, workers: str) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(BASE + f"listen: {{tls: {{cert_file: {bad}, key_file: {bad}}}}}\n")
+    result = tokenyard("serve", "--config", str(config), "--port", "0", "--workers", workers, timeout=60)
+    assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr, result.stderr
+    assert result.returncode in (1, 2), result.stderr
+    assert len(_error_lines(result.stderr)) == 1, result.stderr
+    assert "listening" not in result.stdout
 
 
 @pytest.mark.parametrize(("section", "line"), [
