@@ -44,8 +44,10 @@ def test_unknown_log_scheme_is_a_spec_error(tmp_path: Path, command: list[str]) 
 
 
 @pytest.mark.parametrize("option", ["--from", "--to"])
-def test_replay_bad_range_is_a_usage_error(tmp_path: Path, option: str) -> None:
+@pytest.mark.parametrize("value", ["bogus", "99999999999999999999999", "5-9223372036854775808"])
+def test_replay_bad_range_is_a_usage_error(tmp_path: Path, option: str, value: str) -> None:
+    # Ids past 64 bits were accepted, then SQLite raised OverflowError (Redis: ResponseError) as a traceback.
     spec = tmp_path / "p.yaml"
     spec.write_text(SPEC.format(log=f"sqlite://{tmp_path}/x.db"))
-    result = tokenyard(*_args(["replay", "SPEC", "--sink-jsonl", "OUT", option, "bogus"], spec))
-    assert_clean_error(result, 2, "invalid stream id 'bogus'")
+    result = tokenyard(*_args(["replay", "SPEC", "--sink-jsonl", "OUT", option, value], spec))
+    assert_clean_error(result, 2, f"invalid stream id '{value}'")

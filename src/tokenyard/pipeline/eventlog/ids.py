@@ -19,6 +19,8 @@ def parse_id(text: str, default_seq: int = 0) -> StreamId:
         raise ValueError(f"invalid stream id {text!r}: expected '<ms>-<seq>'") from None
     if parsed[0] < 0 or parsed[1] < 0:
         raise ValueError(f"invalid stream id {text!r}: negative part")
+    if parsed[0] > MAX_SEQ or parsed[1] > MAX_SEQ:  # SQLite integers are signed 64-bit; Redis refuses > 2**64-1
+        raise ValueError(f"invalid stream id {text!r}: a part above {MAX_SEQ}")
     return parsed
 
 
