@@ -9,13 +9,17 @@ METRICS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("requests", ("requests",), False),
     ("completed", ("completed",), False),
     ("shed", ("shed",), True),
+    ("rate limited", ("rate_limited",), True),
     ("errors", ("errors",), True),
+    ("interrupted", ("upstream_interrupted",), True),
+    ("unfinished", ("unfinished",), True),
     ("TTFT p50 ms", ("ttft_ms", "p50"), True),
     ("TTFT p95 ms", ("ttft_ms", "p95"), True),
     ("TTFT p99 ms", ("ttft_ms", "p99"), True),
     ("ITL p95 ms", ("itl_ms", "p95"), True),
     ("e2e p95 ms", ("e2e_ms", "p95"), True),
     ("goodput rps", ("goodput_rps",), False),
+    ("SLO attainment", ("slo_attainment",), False),
 )
 HEADER = ("class", "metric", "A", "B", "change")
 
@@ -34,9 +38,18 @@ def compare_rows(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, s
 
 
 def change(a: float | None, b: float | None, lower_is_better: bool) -> str:
-    """B relative to A, e.g. "-12.5% better"; "" when either side is missing or A is zero."""
-    if a is None or b is None or a == 0:
+    """B relative to A, e.g. "-12.5% better"; "" when either side is missing.
+
+    From zero there is no percentage, but the change is still judged ("+12 from 0 worse" for errors that
+    appeared): a metric that was 0 in A (errors, sheds, interruptions) is exactly where a regression shows.
+    """
+    if a is None or b is None:
         return ""
+    if a == 0:
+        if b == 0:
+            return "0%"
+        better = (b < 0) == lower_is_better
+        return f"{_fmt(b) if b < 0 else '+' + _fmt(b)} from 0 {'better' if better else 'worse'}"
     pct = (b - a) / abs(a) * 100
     if abs(pct) < 0.05:
         return "0%"

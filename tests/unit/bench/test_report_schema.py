@@ -58,7 +58,22 @@ def test_compare_rows_and_change() -> None:
     assert {r[0] for r in rows} == {"premium", "standard", "TOTAL"}
     assert change(10, 12, lower_is_better=False) == "+20.0% better"
     assert change(10, 12, lower_is_better=True) == "+20.0% worse"
-    assert change(None, 1, True) == "" and change(0, 1, True) == ""
+    assert change(None, 1, True) == "" and change(0, 0, True) == "0%"
+
+
+def test_compare_judges_a_change_from_zero() -> None:
+    """Errors, sheds and interruptions that appear in B (0 in A) are the regressions compare exists for."""
+    a = json.loads(make_report().to_json())
+    b = json.loads(make_report().to_json())
+    assert a["totals"]["errors"] == 0
+    b["totals"]["errors"] = 7
+    b["totals"]["upstream_interrupted"] = 2
+    rows = {(r[0], r[1]): r for r in compare_rows(a, b)}
+    assert rows[("TOTAL", "errors")][3:] == ("7", "+7 from 0 worse")
+    assert rows[("TOTAL", "interrupted")][4] == "+2 from 0 worse"
+    assert ("TOTAL", "SLO attainment") in rows and ("TOTAL", "rate limited") in rows
+    assert change(0, 3, lower_is_better=False) == "+3 from 0 better"
+    assert change(0, 0.5, lower_is_better=True) == "+0.50 from 0 worse"
 
 
 async def lines(*raw: bytes) -> AsyncIterator[bytes]:
