@@ -31,6 +31,7 @@ log = logging.getLogger("tokenyard.pipeline")
 STOP_GRACE_S = 5.0
 READ_RETRY_S = 0.5  # between group reads while the log is unavailable
 WASTE_FOR = {ev.ABORTED: "aborted", ev.EXPIRED: "expired", ev.SUPERSEDED: "superseded"}
+TIMED_OUT = "timed_out"  # a cancel reason, not an outcome: the attempt failed (an event without a deadline)
 
 
 class _Running:
@@ -337,13 +338,21 @@ class Worker:
         running = _Running(event, task, progress)
         self._running[event.entry_id] = running
         loop = asyncio.get_running_loop()
-        limit_s = self.spec.inference.timeout_ms / 1000.0 if budget_ms is None else budget_ms / 1000.0
-        timer = loop.call_later(limit_s, running.cancel, ev.EXPIRED)
+        # Past its deadline an event has expired; an event without one cannot expire: an inference longer than
+        # inference.timeout_ms is a failed attempt (retried by redelivery, dead-lettered after max_attempts).
+        if budget_ms is None:
+            timer = loop.call_later(self.spec.inference.timeout_ms / 1000.0, running.cancel, TIMED_OUT)
+        else:
+            timer = loop.call_later(budget_ms / 1000.0, running.cancel, ev.EXPIRED)
         try:
             text = await self.inference.run(event, prompt, budget_ms, progress)
         except asyncio.CancelledError:
             if not running.reason:
                 raise  # the worker itself is stopping: leave the event pending
+            if running.reason == TIMED_OUT:
+                raise TransientError(
+                    f"inference took longer than inference.timeout_ms ({self.spec.inference.timeout_ms} ms)"
+                ) from None
             return running.reason
         except ExpiredInFlight:
             return ev.EXPIRED

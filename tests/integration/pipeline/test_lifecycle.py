@@ -159,3 +159,26 @@ async def test_dead_letter_after_max_attempts_and_poison_at_once(log_url: str) -
             assert int((await sim.stats())["completed_requests"]) == 0
         finally:
             await log.aclose()
+
+
+async def test_an_inference_past_timeout_ms_is_a_failed_attempt_not_an_expiry(log_url: str) -> None:
+    # An event without a deadline cannot expire: an inference longer than inference.timeout_ms was ended as
+    # "expired" (acked, never retried); it is a failed attempt, retried and dead-lettered after max_attempts.
+    async with running_sim("fast", seed=9, ttft_ms=20.0, itl_ms=100.0) as sim:
+        spec = spec_for(log_url, sim.base_url, inference={"max_tokens": 8, "timeout_ms": 300},
+                        delivery={"max_attempts": 2, "claim_idle_ms": 800})
+        log = open_log(log_url)
+        try:
+            await produce(log, 1, prefix="slow")
+            await produce(log, 1, prefix="due", ttl_ms=60_000)  # a deadline: its own budget, not timeout_ms
+            async with running_pipeline(spec) as service:
+                await _count(log_url, 2)
+                assert service.metrics.events["expired"]._value.get() == 0
+                assert service.metrics.retries._value.get() >= 1
+            dead = {e.fields.get("id"): e.fields for e in await log.read_range("events:dead")}
+            assert list(dead) == ["slow0"] and "timeout_ms" in dead["slow0"]["dead_letter.reason"]
+            assert dead["slow0"]["dead_letter.deliveries"] == "2"
+            assert {r.event_id: r.status for r in await results(log)} == {"slow0": "dead_lettered",
+                                                                          "due0": "completed"}
+        finally:
+            await log.aclose()
