@@ -21,7 +21,7 @@ from tokenyard.pipeline.inference import ExpiredInFlight, InferenceStep, Progres
 from tokenyard.pipeline.lifecycle import ControlState, FanOut, Supersession, Valuable
 from tokenyard.pipeline.lineage import Lineage
 from tokenyard.pipeline.logs import lag as group_lag
-from tokenyard.pipeline.logs import tail
+from tokenyard.pipeline.logs import id_rank, tail
 from tokenyard.pipeline.metrics import PipelineMetrics
 from tokenyard.pipeline.sinks import Result, Sink
 from tokenyard.pipeline.spec import PipelineSpec
@@ -192,7 +192,9 @@ class Worker:
 
     def _apply_control(self, entry: Entry) -> None:
         try:
-            at = float(entry.fields.get("at_ms") or self.clock())
+            # Without at_ms (a control entry XADDed by hand), the abort is as old as its entry, not "now": a
+            # worker that replays the history later must not abort the key's events created after it.
+            at = float(entry.fields.get("at_ms") or id_rank(entry.id)[0])
             action = self.control.apply(entry.fields, at)
         except ValueError as exc:
             log.warning("ignoring control entry %s: %s", entry.id, exc)

@@ -182,3 +182,24 @@ async def test_an_inference_past_timeout_ms_is_a_failed_attempt_not_an_expiry(lo
                                                                           "due0": "completed"}
         finally:
             await log.aclose()
+
+
+async def test_an_abort_by_key_without_at_ms_covers_events_up_to_its_entry(log_url: str) -> None:
+    # A control entry appended by hand (no at_ms) was dated when a worker applied it: a worker starting later
+    # aborted the key's events created after the abort too.
+    async with running_sim("fast", seed=10) as sim:
+        spec = spec_for(log_url, sim.base_url)
+        log = open_log(log_url)
+        try:
+            t = now_ms()
+            await log.append("events", encode_event({"text": "a"}, event_id="before", key="k", created_ms=t - 5000))
+            await log.append(spec.control_stream, {"action": "abort", "key": "k"})
+            await asyncio.sleep(0.01)
+            await log.append("events", encode_event({"text": "b"}, event_id="after", key="k",
+                                                    created_ms=now_ms() + 1))
+            async with running_pipeline(spec):
+                await _count(log_url, 2)
+            status = {r.event_id: r.status for r in await results(log)}
+            assert status == {"before": "aborted", "after": "completed"}
+        finally:
+            await log.aclose()
