@@ -20,8 +20,8 @@ from tokenyard.pipeline.finisher import Finisher
 from tokenyard.pipeline.inference import ExpiredInFlight, InferenceStep, Progress
 from tokenyard.pipeline.lifecycle import ControlState, FanOut, Supersession, Valuable
 from tokenyard.pipeline.lineage import Lineage
-from tokenyard.pipeline.logs import lag as group_lag
 from tokenyard.pipeline.logs import id_rank, tail
+from tokenyard.pipeline.logs import lag as group_lag
 from tokenyard.pipeline.metrics import PipelineMetrics
 from tokenyard.pipeline.sinks import Result, Sink
 from tokenyard.pipeline.spec import PipelineSpec
