@@ -4,7 +4,9 @@ The first request with a key leads: it goes upstream and publishes what it gets 
 with the same key that arrive meanwhile follow: a whole answer is handed to them when it is complete; a stream is
 handed over chunk by chunk (a late joiner first gets every chunk sent so far, then follows live). The flight
 ends when the leader's request ends; a follower of a leader that failed before sending anything goes upstream
-itself, so a leader's failure never fails its followers without a try of their own.
+itself, so a leader's failure never fails its followers without a try of their own. A stream's leader whose client
+leaves midway keeps relaying into the flight while a follower reads it (``relay.relay_stream``), so a client
+leaving never ends the others' stream; the last one leaving ends the upstream.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tokenyard.cache.store import CachedAnswer
 class Flight:
     """What one leader publishes: stream chunks as they are relayed, then the end (a whole answer or none)."""
 
-    __slots__ = ("_changed", "answer", "chunks", "done", "events", "followers", "ok")
+    __slots__ = ("_changed", "answer", "chunks", "complete", "done", "events", "followers", "ok")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
@@ -27,7 +29,10 @@ class Flight:
         self.done = False
         self.ok = False
         self.answer: CachedAnswer | None = None
-        self.followers = 0
+        self.followers = 0  # followers still reading (each one leaving takes itself off)
+        # The relay read the whole stream (``[DONE]``) though the leader's own client left midway: the followers
+        # kept it going, and what was relayed is the complete answer.
+        self.complete = False
         self._changed = asyncio.Event()
 
     def write(self, chunk: bytes) -> None:

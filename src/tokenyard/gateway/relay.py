@@ -106,6 +106,9 @@ async def relay_stream(ctx: RequestContext, upstream: H1Response, series: Reques
     """Pass an SSE stream through; end it with an ``error`` event (never ``[DONE]``) if the upstream dies.
 
     ``heartbeat_s`` > 0: a ``: keep-alive`` comment after that much silence between events (``heartbeat``).
+    The client of a coalescing leader (``STREAM_TAP`` with followers) leaving does not end the upstream while a
+    follower still reads it: the relay goes on into the tap (``tap.complete`` once ``[DONE]`` came), outcome
+    ``client_aborted``; the last follower leaving then closes it. A gateway abort ends it for all.
     """
     loop = watchdog.loop
     resp = ctx.request.get(QUEUED_STREAM)  # already committed while queued: go on on it
@@ -119,18 +122,34 @@ async def relay_stream(ctx: RequestContext, upstream: H1Response, series: Reques
     framer = SseFramer()
     tap = ctx.request.get(STREAM_TAP)
     done = False
+    gone = False  # the client left; the upstream goes on for the coalesced followers
     content_events = 0
     usage = None
     last_token = 0.0
     itl = series.itl
     chunks = HeartbeatChunks(upstream.content, resp, lambda: framer.at_event_start, heartbeat_s)
+
+    def leave() -> bool:
+        """The client left: True to go on for the followers (they are reading, no gateway abort)."""
+        nonlocal gone
+        if tap is None or tap.followers <= 0 or ctx.abort_reason:
+            return False
+        if not gone:
+            gone = True
+            chunks.set_response(None)
+            metrics.stream_disconnects.labels(ctx.klass, "false").inc()
+        return True
+
     try:
-        try:
-            async for chunk in chunks:
+        while True:
+            try:
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
                 out, events = framer.feed(chunk)
                 done_here, tokens_here, usage = scan_events(events, usage)
                 done = done or done_here
-                await resp.write(out)
                 if tap is not None:
                     tap.write(out)  # the cache and coalesced followers get the same bytes
                 if ctx.transcript is not None:
@@ -145,25 +164,47 @@ async def relay_stream(ctx: RequestContext, upstream: H1Response, series: Reques
                         itl.observe(now - last_token)
                     last_token = watchdog.last = now
                     content_events += tokens_here
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            done = False
-        except asyncio.CancelledError:
-            abort_upstream(ctx, metrics, upstream, loop)
-            ctx.completion_tokens = content_events
-            if not ctx.abort_reason:
-                ctx.outcome = "client_aborted"
-                metrics.stream_disconnects.labels(ctx.klass, "false").inc()  # no resume window: aborted
-                raise
-            gateway_abort_error(ctx)  # uncancels; the client is still here and gets an error event
-            ctx.outcome = "expired" if ctx.abort_reason == "deadline" else "error"
-            await resp.write(framer.error_event(_ABORT_MESSAGE[ctx.abort_reason], ctx.abort_reason))
-            return resp
+                if gone:
+                    if tap is not None and tap.followers <= 0:  # the last follower left too: stop generating
+                        abort_upstream(ctx, metrics, upstream, loop)
+                        break
+                else:
+                    await resp.write(out)
+            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                done = False
+                break
+            except asyncio.CancelledError:
+                if leave():
+                    if ctx.task is not None:
+                        ctx.task.uncancel()  # it was this client leaving: the task reads on for the followers
+                    continue
+                abort_upstream(ctx, metrics, upstream, loop)
+                ctx.completion_tokens = content_events
+                if not ctx.abort_reason:
+                    ctx.outcome = "client_aborted"
+                    if not gone:
+                        metrics.stream_disconnects.labels(ctx.klass, "false").inc()  # no resume window: aborted
+                    raise
+                gateway_abort_error(ctx)  # uncancels; the client is still here and gets an error event
+                ctx.outcome = "expired" if ctx.abort_reason == "deadline" else "error"
+                if not gone:
+                    await resp.write(framer.error_event(_ABORT_MESSAGE[ctx.abort_reason], ctx.abort_reason))
+                return resp
+            except ConnectionResetError:
+                if not leave():
+                    raise
         if usage is not None:
             ctx.prompt_tokens = usage.prompt_tokens
             ctx.completion_tokens = usage.completion_tokens
         else:
             ctx.completion_tokens = content_events
-        if done:
+        if gone:
+            ctx.outcome = "client_aborted"
+            if tap is not None:
+                tap.complete = done
+            if not done:
+                upstream.close()
+        elif done:
             ctx.outcome = "completed"
             await resp.write_eof()
         else:

@@ -135,10 +135,10 @@ async def relay_resumable(ctx: RequestContext, upstream: H1Response, series: Req
                 if not relay.attached:
                     record.window_tokens += tokens_here
             await registry.append(record, out)
+            if tap is not None:
+                tap.write(out)  # coalesced followers read on whether or not this client is still here
             if relay.attached:
                 await resp.write(out)
-                if tap is not None:
-                    tap.write(out)
         except _UPSTREAM_DIED:
             break
         except asyncio.CancelledError:
@@ -160,6 +160,8 @@ async def relay_resumable(ctx: RequestContext, upstream: H1Response, series: Req
         await registry.append(record, error)
         await _write(relay, error)
     registry.finish(record)
+    if tap is not None and not relay.attached:
+        tap.complete = done  # the whole answer went into the tap though this client left
     if relay.attached:
         try:
             await resp.write_eof()

@@ -161,26 +161,65 @@ async def test_small_embedding_requests_are_batched_and_split_back() -> None:
             assert answer["usage"]["prompt_tokens"] == 2 * len(wanted)
 
 
-async def test_followers_of_a_stream_whose_leader_left_get_an_error_event() -> None:
+async def aborted_requests(sim: Any, want: int) -> int:
+    aborted = 0
+    for _ in range(100):  # the simulator notices a closed connection on its own schedule
+        aborted = int((await sim.stats())["aborted_requests"])
+        if aborted >= want:
+            break
+        await asyncio.sleep(0.05)
+    return aborted
+
+
+async def test_the_leaders_client_leaving_does_not_end_the_followers_stream() -> None:
     async with running_sim("fast", seed=1, itl_ms=10) as sim, gateway_for([sim], **CACHE) as gw, \
             aiohttp.ClientSession() as session:
-        payload = {**body("long shared stream", stream=True), "max_tokens": 300}
+        payload = {**body("long shared stream", stream=True), "max_tokens": 100}
         leader = await session.post(gw.base_url + "/v1/chat/completions", json=payload)
         await leader.content.readline()  # the leader's stream is live
         followers = [asyncio.create_task(post(session, gw.base_url, payload)) for _ in range(2)]
         await asyncio.sleep(0.2)
-        leader.close()  # the leader's client leaves: the shared upstream call is closed
+        leader.close()  # the leader's client leaves: the followers still read the shared upstream call
         answers = await asyncio.wait_for(asyncio.gather(*followers), 30)
         for status, raw, label in answers:
             assert (status, label) == (200, "coalesced")
+            assert b"event: error" not in raw and raw.rstrip().endswith(b"data: [DONE]")
+            assert raw.count(b'"content":') == 101  # the role chunk, then every one of the 100 tokens
+        assert answers[0][1] == answers[1][1]
+        stats = await sim.stats()
+        assert stats["completed_requests"] == 1 and stats["aborted_requests"] == 0  # generated once, not cut
+        replayed = await post(session, gw.base_url, payload)  # the complete stream was stored
+        assert replayed[2] == "hit" and replayed[1] == answers[0][1]
+        assert metric_value(gw, "tokenyard_requests_total",
+                            {"model": "sim-fast", "class": "standard", "outcome": "client_aborted"}) == 1
+
+
+async def test_the_upstream_stops_when_the_leader_and_every_follower_left() -> None:
+    async with running_sim("fast", seed=1, itl_ms=10) as sim, gateway_for([sim], **CACHE) as gw, \
+            aiohttp.ClientSession() as session:
+        payload = {**body("nobody stays", stream=True), "max_tokens": 2000}
+        leader = await session.post(gw.base_url + "/v1/chat/completions", json=payload)
+        await leader.content.readline()
+        follower = await session.post(gw.base_url + "/v1/chat/completions", json=payload)
+        await follower.content.readline()
+        leader.close()
+        await asyncio.sleep(0.2)
+        assert (await sim.stats())["aborted_requests"] == 0  # still generating for the follower
+        follower.close()
+        assert await aborted_requests(sim, 1) == 1  # no zombie generation for nobody
+        assert (await sim.stats())["completed_requests"] == 0
+
+
+async def test_followers_get_an_error_event_when_the_shared_upstream_dies() -> None:
+    async with running_sim("fast", seed=1, itl_ms=10, faults={"drop_after_tokens": 20}) as sim, \
+            gateway_for([sim], **CACHE) as gw, aiohttp.ClientSession() as session:
+        payload = {**body("a stream that breaks", stream=True), "max_tokens": 100}
+        answers = await asyncio.wait_for(asyncio.gather(*(post(session, gw.base_url, payload) for _ in range(3))),
+                                         30)
+        for status, raw, _ in answers:
+            assert status == 200
             assert b"event: error" in raw and b"[DONE]" not in raw
-        aborted = 0
-        for _ in range(100):  # the simulator notices the closed connection on its own schedule
-            aborted = (await sim.stats())["aborted_requests"]
-            if aborted:
-                break
-            await asyncio.sleep(0.05)
-        assert aborted == 1
+        assert sorted(label for _, _, label in answers) == ["coalesced", "coalesced", "miss"]
 
 
 async def test_a_degraded_answer_is_never_stored_for_the_request_it_was_not() -> None:

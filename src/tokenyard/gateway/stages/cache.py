@@ -63,6 +63,13 @@ async def replay(ctx: RequestContext, answer: CachedAnswer, label: str) -> web.S
 
 async def follow(ctx: RequestContext, call_next: Next, flight: Flight) -> web.StreamResponse:
     """A coalesced follower: the leader's answer (a stream: what was sent so far, then live)."""
+    try:
+        return await _follow(ctx, call_next, flight)
+    finally:
+        flight.followers -= 1  # a leader whose client left relays on only while some follower still reads
+
+
+async def _follow(ctx: RequestContext, call_next: Next, flight: Flight) -> web.StreamResponse:
     if not ctx.stream:
         while not flight.done:
             await flight.changed()
@@ -116,7 +123,7 @@ async def _follow_stream(ctx: RequestContext, call_next: Next, flight: Flight) -
 
 def _answer_of(ctx: RequestContext, response: web.StreamResponse, flight: Flight) -> CachedAnswer | None:
     """The answer to store, when the request completed."""
-    if ctx.outcome != "completed" or ctx.status != 200:
+    if ctx.status != 200 or (ctx.outcome != "completed" and not (ctx.stream and flight.complete)):
         return None
     if ctx.stream:
         return CachedAnswer(200, SSE_CONTENT_TYPE, flight.body(), True, ctx.prompt_tokens, ctx.completion_tokens)
