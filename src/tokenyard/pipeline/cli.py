@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import sys
 from collections.abc import Coroutine
@@ -79,7 +80,14 @@ async def _run(spec: PipelineSpec, base_dir: Path, consumer: str | None) -> int:
     tune_worker_gc()  # this process is a worker
     service = PipelineService(spec, base_dir, consumer)
     try:
-        await service.start()
+        try:
+            await service.start()
+        except OSError as exc:  # the HTTP side's port in use or not ours: one line, as serve and sim say it
+            if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                raise
+            key = "source.http" if spec.source.http is not None else "worker.metrics"
+            print(f"error: {key}: cannot listen: {exc.strerror or exc}", file=sys.stderr, flush=True)
+            return 1
         assert service.worker is not None
         where = service.base_url or f"stream {spec.source.stream} (no HTTP port)"
         print(f"tokenyard pipeline listening on {where}" if service.base_url else

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,16 @@ def test_replay_bad_range_is_a_usage_error(tmp_path: Path, option: str, value: s
     spec.write_text(SPEC.format(log=f"sqlite://{tmp_path}/x.db"))
     result = tokenyard(*_args(["replay", "SPEC", "--sink-jsonl", "OUT", option, value], spec))
     assert_clean_error(result, 2, f"invalid stream id '{value}'")
+
+
+def test_run_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    # The HTTP side's bind failure was an OSError traceback.
+    spec = tmp_path / "p.yaml"
+    spec.write_text(SPEC.format(log=f"sqlite://{tmp_path}/x.db"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = tokenyard(*_args(["run", "SPEC", "--port", str(port)], spec))
+    assert_clean_error(result, 1, "error: worker.metrics: cannot listen:")
+    assert "in use" in result.stderr
