@@ -3,7 +3,8 @@
 Only deterministic requests are cached: ``temperature`` 0 or a ``seed`` (``ParsedRequest.deterministic``), or an
 explicit opt-in with ``x-tokenyard-cache: on``; ``x-tokenyard-cache: off`` always bypasses. The key hashes the
 request body after normalisation: JSON re-encoded with sorted keys, the model name the client asked for, and
-without the fields that do not change the generated text (``stream``, ``stream_options``, ``user``, ...).
+without the fields that do not change the generated text (``stream``, ``user``, ...; ``stream_options`` only
+for a whole answer: it changes a stream's events).
 Streamed and whole answers are cached separately (they are replayed in their own wire format). Every key starts
 with the tenant's namespace, so one tenant never reads another's entries.
 """
@@ -40,6 +41,9 @@ def normalized_body(body: bytes, model: str) -> bytes:
     if not isinstance(decoded, dict):
         raise ValueError("a request body must be a JSON object")
     kept = {k: v for k, v in decoded.items() if k not in IGNORED_FIELDS}
+    if decoded.get("stream") is True and decoded.get("stream_options") is not None:
+        # A stream's options change its events (include_usage adds the usage chunk): part of a stream's key.
+        kept["stream_options"] = decoded["stream_options"]
     kept["model"] = model
     return msgspec.json.encode(kept, order="sorted")
 

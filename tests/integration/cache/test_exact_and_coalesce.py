@@ -240,3 +240,19 @@ async def test_a_degraded_answer_is_never_stored_for_the_request_it_was_not() ->
         assert json.loads(answer)["usage"]["prompt_tokens"] < degraded["usage"]["prompt_tokens"]  # no instruction
         assert (await post(session, gw.base_url, body("explain tides")))[2] == "hit"  # the full answer is stored
         assert (await sim.stats())["completed_requests"] == 2
+
+
+async def test_a_stream_asking_for_usage_is_not_answered_by_one_that_did_not() -> None:
+    async with running_sim("fast", seed=1) as sim, gateway_for([sim], **CACHE) as gw, \
+            aiohttp.ClientSession() as session:
+        plain = body("count my tokens", stream=True)
+        with_usage = {**plain, "stream_options": {"include_usage": True}}
+        status, raw, label = await post(session, gw.base_url, plain)
+        assert (status, label) == (200, "miss") and b'"usage":{' not in raw
+        status, raw, label = await post(session, gw.base_url, with_usage)
+        assert (status, label) == (200, "miss") and b'"usage":{' in raw  # its own answer, with the usage chunk
+        assert (await post(session, gw.base_url, with_usage))[2] == "hit"
+        # A whole answer has no stream options to honour: they do not split its entry.
+        whole = body("count my tokens")
+        assert (await post(session, gw.base_url, whole))[2] == "miss"
+        assert (await post(session, gw.base_url, {**whole, "stream_options": None}))[2] == "hit"
