@@ -2,8 +2,8 @@
 
 On the wire (a stream entry) an event is flat string fields: ``id`` (the producer's event id, the idempotency key
 of every sink; the log entry id when absent), ``key`` (supersession and per-key fan-out), ``tenant``,
-``created_ms`` (unix ms), ``deadline_ms`` (unix ms, absolute; or ``ttl_ms`` relative to ``created_ms``) and
-``data`` (a JSON object: the fields templates and filters see).
+``created_ms`` (unix ms; the entry id's time when absent), ``deadline_ms`` (unix ms, absolute; or ``ttl_ms``
+relative to ``created_ms``) and ``data`` (a JSON object: the fields templates and filters see).
 """
 
 from __future__ import annotations
@@ -93,6 +93,13 @@ def _load_data(raw: str) -> Any:
         return json.loads(raw)
 
 
+def _appended_ms(entry_id: str) -> float:
+    """When the log took the entry (its id's ms part): the age of an event that carries no ``created_ms``. Not
+    the time it is read: a TTL would then restart at every delivery and a backlog's stale events would run."""
+    head, _, _ = entry_id.partition("-")
+    return float(head) if head.isdigit() else now_ms()
+
+
 def decode_event(entry_id: str, fields: dict[str, str], deliveries: int = 1,
                  default_ttl_ms: float | None = None) -> Event:
     """Read an entry; ``default_ttl_ms`` (the pipeline's TTL) applies when the event carries no deadline."""
@@ -101,7 +108,7 @@ def decode_event(entry_id: str, fields: dict[str, str], deliveries: int = 1,
         data = _load_data(raw) if raw else {}
         if not isinstance(data, dict):
             raise EventInvalid("'data' must be a JSON object")
-        created = float(fields["created_ms"]) if "created_ms" in fields else now_ms()
+        created = float(fields["created_ms"]) if "created_ms" in fields else _appended_ms(entry_id)
         deadline: float | None = None
         if "deadline_ms" in fields:
             deadline = float(fields["deadline_ms"])

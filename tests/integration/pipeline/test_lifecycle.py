@@ -203,3 +203,19 @@ async def test_an_abort_by_key_without_at_ms_covers_events_up_to_its_entry(log_u
             assert status == {"before": "aborted", "after": "completed"}
         finally:
             await log.aclose()
+
+
+async def test_a_ttl_without_created_ms_counts_from_the_append(log_url: str) -> None:
+    # An event XADDed with ttl_ms and no created_ms was dated when a worker read it: a stale backlog ran.
+    async with running_sim("fast", seed=11) as sim:
+        spec = spec_for(log_url, sim.base_url)
+        log = open_log(log_url)
+        try:
+            await log.append("events", {"id": "stale", "data": '{"text": "x"}', "ttl_ms": "200"})
+            await asyncio.sleep(0.4)
+            async with running_pipeline(spec):
+                await _count(log_url, 1)
+            assert [(r.event_id, r.status) for r in await results(log)] == [("stale", "expired")]
+            assert int((await sim.stats())["completed_requests"]) == 0
+        finally:
+            await log.aclose()

@@ -69,3 +69,10 @@ def test_templates_reach_into_objects_and_name_missing_fields() -> None:
         render("{user.age}", {"user": {}})
     with pytest.raises(PermanentError):
         render("{unclosed", {})
+
+
+def test_an_event_without_created_ms_dates_from_its_entry_id() -> None:
+    # It was dated when read: its TTL restarted at every delivery, and a stale backlog never expired.
+    event = decode_event("1000-3", {"data": "{}", "ttl_ms": "500"})
+    assert event.created_ms == 1000.0 and event.deadline_ms == 1500.0
+    assert decode_event("2000-0", {"data": "{}"}, default_ttl_ms=100).deadline_ms == 2100.0
