@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.integration.gateway.helpers import gateway_for, metric_value
+from tests.integration.loopback_app import serving
 from tokenyard.sim.testing import running_sim
 
 CACHE: dict[str, Any] = {"cache": {"enabled": True, "store": "memory"}}
@@ -256,3 +257,30 @@ async def test_a_stream_asking_for_usage_is_not_answered_by_one_that_did_not() -
         whole = body("count my tokens")
         assert (await post(session, gw.base_url, whole))[2] == "miss"
         assert (await post(session, gw.base_url, {**whole, "stream_options": None}))[2] == "hit"
+
+
+async def test_models_never_share_an_entry_while_the_pass_through_models_are_unknown() -> None:
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "not here"}}, status=500)  # no model list: names unknown
+
+    async def chat(request: web.Request) -> web.Response:
+        model = (await request.json())["model"]
+        return web.json_response({
+            "id": "c", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"I am {model}"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        class Upstream:
+            base_url = url
+
+        async with gateway_for([Upstream()], **CACHE) as gw:  # type: ignore[list-item]  # duck-typed upstream
+            first = await post(session, gw.base_url, {**body("who are you"), "model": "model-a"})
+            second = await post(session, gw.base_url, {**body("who are you"), "model": "model-b"})
+            assert (first[2], second[2]) == ("miss", "miss")
+            assert b"I am model-b" in second[1]
+            assert (await post(session, gw.base_url, {**body("who are you"), "model": "model-a"}))[2] == "hit"

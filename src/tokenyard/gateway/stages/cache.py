@@ -35,7 +35,8 @@ def semantic_namespace(ctx: RequestContext, stream: bool) -> str:
     """Tenant, operation, answer format and a digest of every parameter but the prompt."""
     import hashlib
 
-    decoded = msgspec.json.decode(normalized_body(ctx.body, ctx.model))
+    assert ctx.parsed is not None  # the cache stage runs after validation
+    decoded = msgspec.json.decode(normalized_body(ctx.body, ctx.parsed.model))
     params = {k: v for k, v in decoded.items() if k not in _PROMPT_FIELDS}
     digest = hashlib.sha256(msgspec.json.encode(params, order="sorted")).hexdigest()[:24]
     return f"{ctx.tenant or '_'}|{ctx.operation}|{'s' if stream else 'w'}|{digest}"
@@ -151,7 +152,9 @@ def cache_stage(gw: Gateway) -> Stage:
             ctx.response_headers[HEADER] = "bypass"
             return await call_next(ctx)
         started = perf_counter()
-        key = cache_key(ctx.tenant, ctx.operation, ctx.model, ctx.body, parsed.stream)
+        # The model as the client asked (``ctx.model`` is a metric label: ``*`` for any name while a pass-through
+        # pool's models are unknown, which would give every model's request the same key).
+        key = cache_key(ctx.tenant, ctx.operation, parsed.model, ctx.body, parsed.stream)
         answer = await exact.lookup(key)
         timings.append(perf_counter() - started)
         if answer is not None:
