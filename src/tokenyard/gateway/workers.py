@@ -6,8 +6,9 @@ the port first (a bound, never listening ``SO_REUSEPORT`` socket, which also res
 other socket listens on, another supervisor's workers included, is refused as for one process), starts the
 workers with the config on their stdin, prints ``tokenyard serve listening on http://HOST:PORT`` once every worker
 accepts connections, restarts a worker that dies (with a capped back-off), and on SIGINT/SIGTERM ends each worker
-by its PID (SIGTERM, then SIGKILL after a grace period). A worker that cannot start (a port in use, a TLS
-file that does not load) says why over its readiness pipe, in the one line ``tokenyard serve`` prints.
+by its PID (SIGTERM, which lets requests in progress finish as in one process, then SIGKILL after a grace
+period). A worker that cannot start (a port in use, a TLS file that does not load) says why over its readiness
+pipe, in the one line ``tokenyard serve`` prints.
 
 Limits, budgets and caches hold across the workers only on a shared state: use ``state: redis://...``. With
 ``state: memory`` each worker has its own (a warning says so).
@@ -33,7 +34,9 @@ from tokenyard.security.keystore import KeyStoreError
 
 READY = "tokenyard worker ready"
 FAILED = "tokenyard worker failed"
-GRACE_S = 10.0
+# A worker drains like one process: its listener gives requests in progress up to 60 s (native/site.py,
+# docs/server.md); SIGKILL only after that and a margin to close, never in the middle of the drain.
+GRACE_S = 65.0
 MAX_BACKOFF_S = 5.0
 
 

@@ -78,3 +78,37 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+async def test_sigterm_lets_a_stream_finish(tmp_path: Path) -> None:
+    """SIGTERM drains like one process does (requests in progress get up to 60 s, docs/server.md): a stream
+    longer than the supervisor's old 10 s grace runs to its end instead of being cut by a SIGKILL."""
+    async with running_sim("fast", itl_ms=100.0) as sim:  # 120 tokens: about 12 s
+        config = tmp_path / "gw.yaml"
+        config.write_text(yaml.safe_dump({"listen": {"host": "127.0.0.1", "port": 0},
+                                          "models": {"*": {"endpoints": [{"url": sim.base_url + "/v1"}]}}}))
+        proc, url = await asyncio.to_thread(_start, config)
+        body = {"model": "sim-fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 120,
+                "stream": True}
+        chunks, done, signalled = 0, False, False
+        try:
+            async with aiohttp.ClientSession() as session, \
+                    session.post(url + "/v1/chat/completions", json=body) as resp:
+                assert resp.status == 200
+                async for line in resp.content:
+                    if not line.startswith(b"data: "):
+                        continue
+                    chunks += 1
+                    if chunks == 2:
+                        proc.send_signal(signal.SIGTERM)
+                        signalled = True
+                    done = done or line.strip() == b"data: [DONE]"
+        finally:
+            if not signalled:
+                proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(proc.wait, 90)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        assert done and chunks > 120
+        assert code == 0
