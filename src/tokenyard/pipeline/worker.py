@@ -81,6 +81,7 @@ class Worker:
         self._resumed.set()
         self._active: dict[str, asyncio.Task[None]] = {}  # entry id -> handler
         self._running: dict[str, _Running] = {}  # entry id -> inference
+        self._held: set[str] = set()  # entry ids read or claimed and not yet finished (renewed by the heartbeat)
         self.control_ready = asyncio.Event()  # the control stream's history has been applied
         self._stopping = False
         self._fanout_waiters = 0  # handlers waiting in _wait_fanout (none: finishing need not wake anyone)
@@ -149,7 +150,9 @@ class Worker:
         cfg = self.spec.worker
         while not self._stopping:
             await asyncio.sleep(cfg.claim_every_ms / 1000.0)
-            await self._resumed.wait()
+            await self._heartbeat()
+            if self.control.paused:  # no new work, but the heartbeat goes on: held events stay this worker's
+                continue
             free = self._free_slots()
             if free <= 0:
                 continue
@@ -163,6 +166,17 @@ class Worker:
             entries = [e for e in entries if e.id not in self._active and e.id not in self.finisher.finishing]
             self.metrics.redeliveries.inc(len(entries))
             await self._dispatch(entries)
+
+    async def _heartbeat(self) -> None:
+        """Renew the entries this worker holds (reset their idle time without counting a delivery): other workers
+        claim only a stopped worker's events, however long an inference, a fan-out wait or a pause lasts."""
+        held = [*self._held, *self.finisher.finishing]
+        if not held:
+            return
+        try:
+            await self.log.touch(self.stream, self.group, self.consumer, held)
+        except Exception as exc:  # the log is down: claims by others fail too; try again next round
+            log.warning("renewing %d held entries failed: %s", len(held), exc)
 
     async def _lag_loop(self) -> None:
         while not self._stopping:
@@ -215,6 +229,7 @@ class Worker:
 
     async def _dispatch(self, entries: list[Entry]) -> None:
         events: list[tuple[Entry, Event | None, str]] = []
+        self._held.update(entry.id for entry in entries)
         for entry in entries:
             try:
                 event: Event | None = decode_event(entry.id, entry.fields, entry.deliveries,
@@ -242,6 +257,7 @@ class Worker:
 
     def _done(self, entry_id: str) -> None:
         self._active.pop(entry_id, None)
+        self._held.discard(entry_id)
         self._slots.release()
 
     async def _handle(self, entry: Entry, event: Event | None, error: str) -> None:

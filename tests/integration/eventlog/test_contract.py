@@ -115,6 +115,22 @@ async def test_a_dead_consumers_entries_are_claimed_without_loss(log: EventLog) 
     assert {taken[0].id, *(e.id for e in claimed)} == set(ids)  # every event processed, none twice acked
 
 
+async def test_touch_keeps_a_live_consumers_entries_without_counting_a_delivery(log: EventLog) -> None:
+    ids = await _fill(log, 3)
+    await log.create_group("s", "g")
+    await log.read_group("s", "g", "alive", count=2)
+    await log.read_group("s", "g", "other", count=1)
+    await asyncio.sleep(IDLE_WAIT)
+    # Only its own pending entries are touched: not another consumer's, not an unknown one.
+    assert await log.touch("s", "g", "alive", [*ids, "1-0"]) == 2
+    assert await log.touch("s", "g", "alive", []) == 0
+    claimed = await log.claim_idle("s", "g", "rescuer", IDLE, count=10)
+    assert [e.id for e in claimed] == [ids[2]]
+    rows = {p.id: p for p in await log.pending("s", "g")}
+    assert rows[ids[0]].consumer == "alive" and rows[ids[0]].deliveries == 1
+    assert rows[ids[1]].idle_s < IDLE
+
+
 async def test_claim_respects_count(log: EventLog) -> None:
     ids = await _fill(log, 5)
     await log.create_group("s", "g")

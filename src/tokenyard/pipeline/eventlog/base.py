@@ -115,6 +115,12 @@ class EventLog(Protocol):
         """
         ...
 
+    async def touch(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> int:
+        """A live consumer's heartbeat: reset the idle time of those ``ids`` still pending for ``consumer``, without
+        counting a delivery, so that ``claim_idle`` by others takes only a stopped consumer's entries. Entries
+        acked or pending for another consumer are left alone. Returns how many were touched."""
+        ...
+
     async def dead_letter(self, stream: str, group: str, entry_id: str, reason: str = "") -> bool:
         """Move a pending entry to ``<stream>:dead`` and ack it (a consumer gave up on it)."""
         ...

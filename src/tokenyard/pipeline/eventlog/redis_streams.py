@@ -43,6 +43,7 @@ from tokenyard.pipeline.eventlog.base import (
 )
 
 DEFAULT_TIMEOUT_S = 1.0
+TOUCH_BATCH = 500  # ids per touch.lua call
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 _DEAD_FIELDS = (DEAD_ID, DEAD_GROUP, DEAD_DELIVERIES, DEAD_REASON)
 # read_group.lua's reply: [[id, [field, value, ...]], ...] (cjson writes an empty table as an object).
@@ -73,6 +74,7 @@ class RedisStreamsEventLog:
         self._append_once = client.register_script(_load_script("append_once"))
         self._read_batch = client.register_script(_load_script("read_group"))
         self._append_batch = client.register_script(_load_script("append_many"))
+        self._touch = client.register_script(_load_script("touch"))
 
     @classmethod
     def from_url(
@@ -166,6 +168,13 @@ class RedisStreamsEventLog:
             keys=[stream, dead_stream(stream)],
             args=[group, consumer, int(min_idle_s * 1000), count, max_deliveries or 0, *_DEAD_FIELDS]), "claim_idle")
         return [Entry(str(i), _fields(f), int(n)) for i, f, n in rows]
+
+    async def touch(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> int:
+        touched = 0
+        for start in range(0, len(ids), TOUCH_BATCH):
+            touched += int(await self._run(self._touch(
+                keys=[stream], args=[group, consumer, *ids[start:start + TOUCH_BATCH]]), "touch"))
+        return touched
 
     async def dead_letter(self, stream: str, group: str, entry_id: str, reason: str = "") -> bool:
         moved = await self._run(self._dead_letter(

@@ -223,6 +223,17 @@ class SqliteEventLog:
         min_idle_ms = int(min_idle_s * 1000)
         return await self._call(lambda db: _claim(db, stream, group, consumer, min_idle_ms, count, max_deliveries))
 
+    async def touch(self, stream: str, group: str, consumer: str, ids: Sequence[str]) -> int:
+        keys = [parse_id(i) for i in ids]
+
+        def touch(db: sqlite3.Connection) -> int:
+            now, before = _now_ms(), db.total_changes
+            db.executemany("UPDATE pending SET delivered_ms = ? WHERE stream = ? AND grp = ? AND ms = ? AND seq = ?"
+                           " AND consumer = ?", [(now, stream, group, *key, consumer) for key in keys])
+            return db.total_changes - before
+
+        return await self._call(touch) if keys else 0
+
     async def dead_letter(self, stream: str, group: str, entry_id: str, reason: str = "") -> bool:
         key = parse_id(entry_id)
 
