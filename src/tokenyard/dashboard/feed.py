@@ -5,8 +5,8 @@ Every ``interval_s`` the sampler reads the registry (``snapshot.read_registry``)
 - TTFT p95 per class over the last ``window_s`` (bucket deltas against the snapshot ``window_s`` ago),
 - queue depth per class, degradation level, backend up / in flight (gauges, as they are),
 - admitted / shed / rate-limited requests per second over the last ``rate_window_s``: *admitted* counts outcomes
-  of requests that got past admission (completed, client_aborted, upstream_interrupted, error, cached), *shed*
-  counts shed and expired,
+  of requests that got past admission (completed, client_aborted, client_resumed, upstream_interrupted, error,
+  cached), *shed* counts shed and expired,
 - aborted zombie work: upstream aborts per second by reason and the cancel latency p95 over ``window_s``,
 - cache hits and misses per second.
 
@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from tokenyard.dashboard.snapshot import Snapshot, bucket_delta, histogram_quantile, read_registry
 
-ADMITTED = ("completed", "client_aborted", "upstream_interrupted", "error", "cached")
+ADMITTED = ("completed", "client_aborted", "client_resumed", "upstream_interrupted", "error", "cached")
 SHED = ("shed", "expired")
 
 

@@ -53,8 +53,9 @@ def test_feed_derives_windowed_p95_rates_and_gauges() -> None:
     assert first.ttft_p95_ms["premium"] is not None and 25 < first.ttft_p95_ms["premium"] <= 50
     assert first.admitted_rps == 0.0  # no earlier snapshot to take a rate against
 
-    for _ in range(10):
+    for _ in range(9):
         premium.outcomes["completed"].inc()
+    premium.outcomes["client_resumed"].inc()  # admitted too: its stream was dropped and resumed
     premium.outcomes["shed"].inc(4)
     m.queue_depth.labels("standard").set(7)
     m.degradation_level.set(2)
