@@ -116,6 +116,10 @@ def build_http_app(spec: PipelineSpec, log: EventLog, metrics: PipelineMetrics,
         except (ValueError, UnicodeDecodeError) as exc:
             metrics.ingest["invalid"].inc()
             return error(400, str(exc), "invalid_event")
+        if len(encoded) > ingest.max_lag:  # a 429 here would be retried forever: this batch can never fit
+            metrics.ingest["invalid"].inc()
+            return error(400, f"a batch of {len(encoded)} events can never fit max_lag {ingest.max_lag}; send "
+                         "smaller batches", "batch_too_large")
         current = await lag.value()
         if current + len(encoded) > ingest.max_lag:
             metrics.ingest["refused"].inc()

@@ -26,6 +26,9 @@ async def test_backpressure_control_and_lineage_over_http(log_url: str) -> None:
             events = [{"id": f"h{i}", "data": {"text": f"t{i}"}} for i in range(5)]
             async with http.post(base + "/v1/events", json={"events": events}) as resp:
                 assert resp.status == 202 and len((await resp.json())["ids"]) == 5
+            six = [{"data": {"text": "x"}}] * 6  # above max_lag itself: never accepted, so not a 429 to retry
+            async with http.post(base + "/v1/events", json={"events": six}) as resp:
+                assert resp.status == 400 and (await resp.json())["error"]["code"] == "batch_too_large"
             async with http.post(base + "/v1/events", json={"id": "over", "data": {"text": "x"}}) as resp:
                 assert resp.status == 429 and resp.headers["Retry-After"] == "2"
                 assert (await resp.json())["error"]["code"] == "pipeline_backpressure"
