@@ -123,6 +123,13 @@ def replay_command(file: str, start: str, end: str, sink_stream: str | None, sin
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint=option) from None
     spec = _load(file)
+    from tokenyard.pipeline.eventlog import dead_stream
+
+    # The pipeline's own streams: results written there would be read back as events or control entries.
+    own = {spec.source.stream, spec.control_stream, spec.lineage_stream, dead_stream(spec.source.stream)}
+    if sink_stream in own:
+        raise click.BadParameter(f"{sink_stream!r} is one of the pipeline's own streams (source, control, "
+                                 "lineage, dead letters); replay into a new stream", param_hint="--sink-stream")
     sink = SinkSpec(stream=StreamSinkSpec(stream=sink_stream) if sink_stream else None,
                     jsonl=JsonlSinkSpec(path=sink_jsonl) if sink_jsonl else None, outcomes=("completed", "filtered"))
     report = _on_log(spec, _replay(spec, Path(file).resolve().parent, start, end, sink))

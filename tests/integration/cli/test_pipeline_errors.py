@@ -65,3 +65,12 @@ def test_run_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
         result = tokenyard(*_args(["run", "SPEC", "--port", str(port)], spec))
     assert_clean_error(result, 1, "error: worker.metrics: cannot listen:")
     assert "in use" in result.stderr
+
+
+@pytest.mark.parametrize("stream", ["ev", "ev:control", "ev:dead"])
+def test_replay_into_the_pipelines_own_stream_is_a_usage_error(tmp_path: Path, stream: str) -> None:
+    # Results replayed into the source (or control) stream were read back by the workers as events.
+    spec = tmp_path / "p.yaml"
+    spec.write_text(SPEC.format(log=f"sqlite://{tmp_path}/x.db"))
+    result = tokenyard(*_args(["replay", "SPEC", "--sink-stream", stream], spec))
+    assert_clean_error(result, 2, "one of the pipeline's own streams")
