@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import click
@@ -75,7 +76,20 @@ def proxy_command(
         raise click.BadParameter(str(exc), param_hint="--target") from exc
     from tokenyard.runtime import run
 
-    run(_serve_proxy(host, port, faults, seed, listen_host, listen_port, api_port))
+    try:
+        run(_serve_proxy(host, port, faults, seed, listen_host, listen_port, api_port))
+    except ListenError as exc:  # a port in use: one line, as serve and sim say it
+        click.echo(f"error: {exc.option}: cannot listen: {exc.reason}", err=True)
+        sys.exit(1)
+
+
+class ListenError(Exception):
+    """The proxy or its API could not listen on the port the option named."""
+
+    def __init__(self, option: str, exc: OSError) -> None:
+        super().__init__(option)
+        self.option = option
+        self.reason = exc.strerror or str(exc)
 
 
 async def _serve_proxy(
@@ -87,9 +101,16 @@ async def _serve_proxy(
 
     proxy = ChaosProxy(host, port, faults, seed=seed, listen_host=listen_host, listen_port=listen_port)
     api = ApiServer(proxy, listen_host, api_port)
-    await proxy.start()
     try:
-        await api.start()
+        await proxy.start()
+    except OSError as exc:
+        raise ListenError("--listen-port", exc) from exc
+    try:
+        try:
+            await api.start()
+        except OSError as exc:
+            await api.close()  # closes whatever it opened before the bind failed
+            raise ListenError("--api-port", exc) from exc
         try:
             click.echo(f"tokenyard chaos proxy listening on http://{listen_host}:{proxy.port}")
             click.echo(f"tokenyard chaos api listening on {api.url}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -112,6 +114,23 @@ async def test_cli_proxy_serves_and_stops_on_signals(origin: Origin, sig: signal
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize("option", ["--listen-port", "--api-port"])
+def test_cli_port_in_use_is_one_line(option: str) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = str(holder.getsockname()[1])
+        ports = {"--listen-port": "0", "--api-port": "0", option: taken}
+        result = subprocess.run([sys.executable, "-m", "tokenyard", "chaos", "proxy", "--target", "127.0.0.1:9",
+                                 *[part for item in ports.items() for part in item]],
+                                capture_output=True, text=True, timeout=30, check=False)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {option}: cannot listen: error while attempting to bind on address ('127.0.0.1', {taken}): "
+        "address already in use"], result.stderr
 
 
 def test_cli_rejects_bad_target_and_bad_faults() -> None:
