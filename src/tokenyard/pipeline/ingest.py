@@ -33,6 +33,9 @@ from tokenyard.pipeline.spec import HttpIngestSpec, PipelineSpec
 MAX_BATCH = 1000
 LAG_CACHE_S = 0.05  # one lag query per 50 ms at most, however many producers post
 _KNOWN = frozenset(("data", "id", "key", "tenant", "ttl_ms", "deadline_ms"))
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+# What a JSON body can raise besides ValueError: RecursionError for arrays or objects nested past Python's limit.
+_BAD_JSON = (ValueError, UnicodeDecodeError, RecursionError)
 
 
 def error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -53,6 +56,10 @@ def _parse_event(item: Any, index: int) -> dict[str, str]:
     for name in ("id", "key", "tenant"):
         if name in item and not isinstance(item[name], str):
             raise ValueError(f"events[{index}].{name} must be a string")
+        try:
+            item.get(name, "").encode()
+        except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): no text a log can store
+            raise ValueError(f"events[{index}].{name} must be valid Unicode text (no lone surrogates)") from None
     for name in ("ttl_ms", "deadline_ms"):
         value = item.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -93,6 +100,11 @@ def _log_unavailable(retry_after_s: int) -> Middleware:
         except EventLogUnavailable:
             return error(503, "the pipeline's event log is unavailable; retry later", "event_log_unavailable",
                          {"Retry-After": str(retry_after_s)})
+        except web.HTTPException as exc:  # aiohttp's own 404, 405, 413 (body over the limit): OpenAI-shaped too
+            if exc.status < 400:
+                raise
+            return error(exc.status, exc.text or exc.reason, _HTTP_CODES.get(exc.status, "invalid_request"),
+                         {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None)
 
     return middleware
 
@@ -113,7 +125,7 @@ def build_http_app(spec: PipelineSpec, log: EventLog, metrics: PipelineMetrics,
             if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
                 raise ValueError(f"'events' must be a list of 1 to {MAX_BATCH} events")
             encoded = [_parse_event(item, i) for i, item in enumerate(items)]
-        except (ValueError, UnicodeDecodeError) as exc:
+        except _BAD_JSON as exc:
             metrics.ingest["invalid"].inc()
             return error(400, str(exc), "invalid_event")
         if len(encoded) > ingest.max_lag:  # a 429 here would be retried forever: this batch can never fit
@@ -136,7 +148,7 @@ def build_http_app(spec: PipelineSpec, log: EventLog, metrics: PipelineMetrics,
             if not isinstance(body, dict):
                 raise ValueError("expected an object")
             fields = control_fields(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except _BAD_JSON as exc:
             return error(400, str(exc), "invalid_control")
         entry_id = await log.append(spec.control_stream, fields)
         return web.json_response({"id": entry_id}, status=202)

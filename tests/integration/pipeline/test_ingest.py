@@ -3,6 +3,8 @@ HTTP, bad input is a 400 in OpenAI's error format, /metrics names."""
 
 from __future__ import annotations
 
+import io
+
 import aiohttp
 
 from tests.integration.pipeline.helpers import spec_for, wait_until
@@ -52,11 +54,19 @@ async def test_backpressure_control_and_lineage_over_http(log_url: str) -> None:
                 assert resp.status == 404
             for bad in (b"{", b'{"data": []}', b'{"events": []}', b'{"data": {}, "ttl_ms": -1}',
                         b'{"data": {}, "color": 1}', b'{"data": {}, "ttl_ms": NaN}',
-                        b'{"data": {}, "deadline_ms": Infinity}'):
+                        b'{"data": {}, "deadline_ms": Infinity}', b"[" * 100_000 + b"]" * 100_000,
+                        b'{"data": {}, "id": "\\ud800"}'):
                 async with http.post(base + "/v1/events", data=bad) as resp:
                     assert resp.status == 400 and "message" in (await resp.json())["error"]
             async with http.post(base + "/v1/control", json={"action": "abort"}) as resp:
                 assert resp.status == 400
+            async with http.post(base + "/v1/control", data=b"[" * 100_000) as resp:
+                assert resp.status == 400  # nesting past Python's recursion limit was a 500
+            # aiohttp's own answers in the OpenAI shape (they were text/plain)
+            for method, path, body, status in (("POST", "/v1/events", io.BytesIO(b"x" * (9 << 20)), 413),
+                                               ("GET", "/v1/events", None, 405), ("GET", "/nope", None, 404)):
+                async with http.request(method, base + path, data=body) as resp:
+                    assert resp.status == status and (await resp.json())["error"]["message"]
             async with http.get(base + "/metrics") as resp:
                 text = await resp.text()
             for name in ("tokenyard_pipeline_events_total", "tokenyard_pipeline_lag",
