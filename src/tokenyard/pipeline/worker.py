@@ -270,7 +270,11 @@ class Worker:
     async def _handle_one(self, entry: Entry, event: Event | None, error: str) -> None:
         started = time.monotonic()
         if event is None:
-            await self._dead_letter(entry, Event(id=entry.id, entry_id=entry.id, data={}), error)
+            # Not a valid event, but its producer's id (the sinks' idempotency key) and key/tenant still hold.
+            fields = entry.fields
+            unreadable = Event(id=fields.get("id") or entry.id, entry_id=entry.id, data={}, key=fields.get("key", ""),
+                               tenant=fields.get("tenant") or "default", deliveries=entry.deliveries)
+            await self._dead_letter(entry, unreadable, error)
             return
         if event.deliveries > self.spec.delivery.max_attempts:
             await self._dead_letter(entry, event, f"gave up after {event.deliveries - 1} attempts")
