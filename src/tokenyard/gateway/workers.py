@@ -115,6 +115,12 @@ class Worker:
             raise WorkerStartError(reason, int(exit_code))
         raise WorkerStartError(f"error: worker {self.index} exited before it was ready (code {code})")
 
+    def terminate(self) -> None:
+        """SIGTERM the process, if it runs (``stop`` then waits for it)."""
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+
     async def stop(self) -> None:
         proc = self.process
         if proc is None or proc.returncode is not None:
@@ -175,8 +181,20 @@ async def supervise(config: GatewayConfig, workers: int) -> None:
     pool = [Worker(i, payload) for i in range(workers)]
     stopping = asyncio.Event()
     keepers: list[asyncio.Task[None]] = []
+    # Signals are caught from the start: SIGINT/SIGTERM while the workers are still starting stops them cleanly
+    # (the default action killed the supervisor alone, and each worker then failed on the readiness pipe).
+    shutdown = asyncio.create_task(runtime.wait_for_shutdown())
+    await asyncio.sleep(0)  # the task installs its signal handlers
     try:
-        started = await asyncio.gather(*(w.spawn() for w in pool), return_exceptions=True)
+        starting = asyncio.gather(*(w.spawn() for w in pool), return_exceptions=True)
+        await asyncio.wait((starting, shutdown), return_when=asyncio.FIRST_COMPLETED)
+        if shutdown.done():
+            stopping.set()
+            for worker in pool:
+                worker.terminate()
+            await starting  # a worker spawned meanwhile is ready or gone by now; the finally ends it
+            return
+        started = starting.result()
         failures = [result for result in started if isinstance(result, BaseException)]
         if failures:  # the first reason is enough (every worker has the same config); the others are stopped
             raise failures[0]
@@ -186,9 +204,10 @@ async def supervise(config: GatewayConfig, workers: int) -> None:
         pids = ", ".join(str(w.process.pid) for w in pool if w.process is not None)
         print(f"tokenyard serve listening on {scheme}://{shown}:{port}", flush=True)
         print(f"tokenyard serve: {workers} workers (pids {pids})", file=sys.stderr, flush=True)
-        await runtime.wait_for_shutdown()
+        await shutdown
     finally:
         stopping.set()
+        shutdown.cancel()
         for task in keepers:
             task.cancel()
         await asyncio.gather(*(w.stop() for w in pool))
@@ -213,7 +232,8 @@ async def _run_worker(config: GatewayConfig, index: int, ready_fd: int) -> int:
         except OSError as exc:  # a port in use, a TLS file that does not load
             _report(ready_fd, f"{FAILED} 1 {start_failure(config, exc)}")
             return 1
-        _report(ready_fd, f"{READY} {index}")
+        if not _report(ready_fd, f"{READY} {index}"):
+            return 0
         shutdown = asyncio.create_task(runtime.wait_for_shutdown())
         orphaned = asyncio.create_task(_parent_gone(os.getppid()))
         await asyncio.wait((shutdown, orphaned), return_when=asyncio.FIRST_COMPLETED)
@@ -225,9 +245,15 @@ async def _run_worker(config: GatewayConfig, index: int, ready_fd: int) -> int:
         await runner.cleanup()
 
 
-def _report(ready_fd: int, line: str) -> None:
-    os.write(ready_fd, f"{line}\n".encode())
-    os.close(ready_fd)
+def _report(ready_fd: int, line: str) -> bool:
+    """Tell the supervisor; False when it is gone (killed while this worker started): nothing to serve for."""
+    try:
+        os.write(ready_fd, f"{line}\n".encode())
+    except BrokenPipeError:
+        return False
+    finally:
+        os.close(ready_fd)
+    return True
 
 
 async def _parent_gone(parent: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -112,3 +113,25 @@ async def test_sigterm_lets_a_stream_finish(tmp_path: Path) -> None:
                     stream.close()
         assert done and chunks > 120
         assert code == 0
+
+
+def test_sigterm_while_workers_start_stops_them_cleanly() -> None:
+    """A signal before the workers are ready (here: each waits 5 s to list a silent upstream's models) stops
+    the supervisor and its workers cleanly: exit 0, no tracebacks, no worker left behind."""
+    with socket.socket() as silent:  # accepts connections (the kernel does) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        upstream = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        proc = subprocess.Popen([sys.executable, "-m", "tokenyard", "serve", "--upstream", upstream, "--port", "0",
+                                 "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert "listening" not in out
+    assert all(not _alive(pid) for pid in workers)
