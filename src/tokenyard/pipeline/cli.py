@@ -29,6 +29,17 @@ def _load(path: str) -> PipelineSpec:
         raise click.ClickException(f"{path}: {exc}") from None
 
 
+def _check_sink_files(spec: PipelineSpec) -> None:
+    """A JSONL sink that cannot write its file is one line and exit 1 before the worker starts."""
+    from tokenyard.pipeline.sinks import jsonl_path_problem
+
+    for index, sink in enumerate(spec.sinks):
+        problem = jsonl_path_problem(sink.jsonl.path) if sink.jsonl is not None else None
+        if problem is not None:
+            click.echo(f"error: sinks[{index}].jsonl.path: {problem}", err=True)
+            sys.exit(1)
+
+
 def _on_log(spec: PipelineSpec, main: Coroutine[Any, Any, T]) -> T:
     """Run ``main``; an event log that cannot be reached or opened is one line and exit 1, not a traceback."""
     from tokenyard import runtime
@@ -61,6 +72,7 @@ def run_command(file: str, consumer: str | None, port: int | None) -> None:
     """Run a worker of the pipeline FILE until SIGINT/SIGTERM."""
 
     spec = _load(file)
+    _check_sink_files(spec)
     if port is not None:
         if spec.source.http is not None:
             spec = _with(spec, source=_with(spec.source, http=_with(spec.source.http, port=port)))
@@ -122,6 +134,11 @@ def replay_command(file: str, start: str, end: str, sink_stream: str | None, sin
             parse(value)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint=option) from None
+    from tokenyard.pipeline.sinks import jsonl_path_problem
+
+    problem = jsonl_path_problem(sink_jsonl) if sink_jsonl is not None else None
+    if problem is not None:  # before any inference is spent on results that could not be written
+        raise click.BadParameter(problem, param_hint="--sink-jsonl")
     spec = _load(file)
     from tokenyard.pipeline.eventlog import dead_stream
 

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -137,6 +138,20 @@ class WebhookSink:
 
     async def close(self) -> None:
         return None
+
+
+def jsonl_path_problem(path: str) -> str | None:
+    """Why a JSONL sink could not write ``path`` (None when it can), checked before any event is processed: a sink
+    that fails every write costs each event its inference ``max_attempts`` times before it is dead-lettered."""
+    target = Path(path)
+    parent = target.parent
+    if target.is_dir():
+        return f"{path} is a directory"
+    if not parent.is_dir():
+        return f"cannot write {path}: directory {parent} does not exist"
+    if not os.access(target if target.exists() else parent, os.W_OK):
+        return f"cannot write {path}: permission denied"
+    return None
 
 
 def build_sinks(specs: tuple[SinkSpec, ...], log_url: str, log: EventLog,

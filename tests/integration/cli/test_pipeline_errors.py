@@ -74,3 +74,15 @@ def test_replay_into_the_pipelines_own_stream_is_a_usage_error(tmp_path: Path, s
     spec.write_text(SPEC.format(log=f"sqlite://{tmp_path}/x.db"))
     result = tokenyard(*_args(["replay", "SPEC", "--sink-stream", stream], spec))
     assert_clean_error(result, 2, "one of the pipeline's own streams")
+
+
+def test_a_jsonl_sink_that_cannot_write_is_refused_before_work(tmp_path: Path) -> None:
+    # The worker started and spent every event's inference max_attempts times on results it could not write.
+    spec = tmp_path / "p.yaml"
+    spec.write_text(SPEC.format(log=f"sqlite://{tmp_path}/x.db")
+                    + f"sinks:\n  - jsonl: {{path: {tmp_path}/missing/out.jsonl}}\n")
+    result = tokenyard(*_args(["run", "SPEC", "--port", "0"], spec), timeout=15)
+    assert_clean_error(result, 1, f"error: sinks[0].jsonl.path: cannot write {tmp_path}/missing/out.jsonl")
+    spec.write_text(SPEC.format(log=f"sqlite://{tmp_path}/x.db"))
+    result = tokenyard("pipeline", "replay", str(spec), "--sink-jsonl", f"{tmp_path}/missing/out.jsonl")
+    assert_clean_error(result, 2, "directory")
