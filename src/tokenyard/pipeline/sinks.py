@@ -101,8 +101,12 @@ class JsonlSink:
                             continue
                 if result.event_id in self._seen:
                     return False
-                fh.seek(0, os.SEEK_END)
-                fh.write(json.dumps(asdict(result), separators=(",", ":")).encode() + b"\n")
+                end = fh.seek(0, os.SEEK_END)
+                record = json.dumps(asdict(result), separators=(",", ":")).encode() + b"\n"
+                if end and os.pread(fh.fileno(), 1, end - 1) != b"\n":
+                    # A writer died mid-line: end that line first, or this record would be glued to it (lost)
+                    record = b"\n" + record
+                fh.write(record)
                 fh.flush()
                 os.fsync(fh.fileno())
                 self._offset = fh.tell()

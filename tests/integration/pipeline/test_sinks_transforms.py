@@ -31,6 +31,25 @@ async def test_jsonl_sink_is_idempotent_across_writers(tmp_path: Path) -> None:
     assert lines == ["a", "b"]
 
 
+async def test_jsonl_sink_after_a_writer_died_mid_line(tmp_path: Path) -> None:
+    # A torn last line (a writer killed mid-write) had the next record glued to it: that result was lost.
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"event_id":"a","status":"completed"}\n{"event_id":"b","sta')
+    sink = JsonlSink(JsonlSinkSpec(path=str(path)), frozenset({"completed"}))
+    assert not await sink.write(Result(event_id="a", status="completed"))
+    assert await sink.write(Result(event_id="b", status="completed"))  # the torn one never made it
+    assert await sink.write(Result(event_id="c", status="completed"))
+    fresh = JsonlSink(JsonlSinkSpec(path=str(path)), frozenset({"completed"}))  # e.g. after a restart
+    assert not await fresh.write(Result(event_id="b", status="completed"))
+    whole = []
+    for line in path.read_bytes().splitlines():
+        try:
+            whole.append(json.loads(line)["event_id"])
+        except ValueError:
+            continue
+    assert whole == ["a", "b", "c"]
+
+
 async def test_webhook_sink_sends_the_idempotency_key() -> None:
     seen: dict[str, int] = {}
 
