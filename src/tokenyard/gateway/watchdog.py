@@ -65,6 +65,13 @@ class Watchdog:
             return
         self._schedule(due)
 
+    def watch_tokens(self, first_s: float) -> None:
+        """From now on also watch the stream's tokens: the first within ``first_s``, then gaps of ``idle_s``."""
+        self.stop()
+        self.first_s = first_s
+        self.last = self.clock()
+        self._schedule(self.last + first_s)
+
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()

@@ -146,6 +146,9 @@ class Router:
         self.config = config
         self.metrics = metrics
         self.max_attempts = config.retries.attempts
+        # A stream's attempt must show its response head within this (timeouts.first_token_ms), or it fails as a
+        # timeout: retried elsewhere (nothing reached the client) and counted against the endpoint's health.
+        self.first_byte_s = config.timeouts.first_token_ms / 1000.0
         self.engine = RetryEngine(RetryBudget(ratio=config.retries.budget_ratio,
                                               min_retries=config.routing.retry_min_concurrent), rng)
         # The east-west tier (retrieval, tools) has its own budget: an index outage cannot use up the retries
@@ -314,6 +317,8 @@ class Router:
             except _FailedAnswer as failed:
                 winner = failed.attempt
             except AttemptError as error:
+                if error.failure.outcome is Outcome.TIMEOUT:
+                    raise NoUpstream(str(error), "upstream_timeout") from None
                 raise NoUpstream(str(error)) from None
             except NoEndpointAvailable:
                 raise NoUpstream("no healthy upstream for this model") from None
@@ -469,7 +474,12 @@ class Router:
         endpoint.acquire(req.tokens)
         response: H1Response | None = None
         try:
-            response = await self.client.post(endpoint.url + path, body, headers)
+            # A stream's head is due within first_token_ms (an engine answers a stream's head at once, even
+            # while it queues it): no head is a hung endpoint, retried elsewhere as nothing reached the client.
+            # A non-streaming answer's head comes with the whole answer: only the request's deadline bounds it,
+            # so a long generation is never cut.
+            async with asyncio.timeout(self.first_byte_s if req.stream else None):
+                response = await self.client.post(endpoint.url + path, body, headers)
             clock.connect_s = response.connect_s
             clock.at_head(monotonic())
             clock.upstream_queue_from(response.headers.get(UPSTREAM_QUEUE_HEADER))

@@ -45,13 +45,18 @@ def forward_terminal(gw: Gateway) -> Next:
         series = metrics.series(ctx.model, ctx.klass)
         headers = {"Content-Type": "application/json", "x-request-id": ctx.request_id, **upstream_headers(ctx)}
         lease = lease_of(ctx)
-        watchdog = Watchdog(ctx, loop, first_s if ctx.stream else None, idle_s)
+        # While the router opens the request only the deadline is watched: each stream attempt has its own
+        # limit for its head there (a timed-out attempt is retried elsewhere, not the whole request ended).
+        watchdog = Watchdog(ctx, loop, None, idle_s)
         attempt: Attempt | None = None
         try:
             try:
                 attempt = await router.open(ctx.pool, PATHS[ctx.operation], ctx.body, headers,
                                            route_request(ctx, gw.config))
             except NoUpstream as exc:
+                if exc.code == "upstream_timeout":  # every attempt timed out before its first byte
+                    raise GatewayError(504, "the upstream did not answer in time", exc.code,
+                                       outcome="error") from exc
                 if exc.code != "no_healthy_upstream":  # the shared endpoint budget: no slot in time
                     ctx.abort_reason = exc.code
                     raise GatewayError(503, exc.message, exc.code, outcome="shed",
@@ -64,6 +69,7 @@ def forward_terminal(gw: Gateway) -> Next:
                 if upstream.status in OVERLOAD_STATUSES:
                     lease.record_overload()
             if ctx.stream and upstream.status == 200:
+                watchdog.watch_tokens(first_s)  # the first token, then the gaps, from here on
                 window_s = resume_window_s(ctx, windows_ms)
                 if window_s > 0:  # the class opted in: the stream outlives a dropped client (docs/resume.md)
                     return await relay_resumable(ctx, upstream, series, metrics, watchdog, gw.resume, window_s,
