@@ -44,7 +44,7 @@ async def backend_of(session: aiohttp.ClientSession, gw: RunningGateway) -> str:
         return resp.headers["x-tokenyard-backend"]
 
 
-@pytest.mark.parametrize("picker", ["least-load", "round-robin", "p2c"])
+@pytest.mark.parametrize("picker", ["least-load", "round-robin", "p2c", "prefix-affinity"])
 async def test_drain_moves_new_requests_and_lets_in_flight_ones_finish(picker: str) -> None:
     async with running_sim("fast", seed=1, itl_ms=20.0) as a, running_sim("fast", seed=2, itl_ms=20.0) as b, \
             running_gateway(two_backend_config(a, b, picker)) as gw, aiohttp.ClientSession() as session:
