@@ -80,7 +80,7 @@ class Attempt:
     exactly once (it releases the endpoint's in-flight slot and shared budget lease, and records the latency
     attribution)."""
 
-    __slots__ = ("_done", "_router", "clock", "endpoint", "lease", "pool", "response", "tokens", "tries")
+    __slots__ = ("_done", "_router", "clock", "endpoint", "lease", "pool", "response", "tokens", "tries", "verdict")
 
     def __init__(self, router: Router, pool: Pool, endpoint: Endpoint, response: H1Response,
                  clock: PhaseClock, tokens: int) -> None:
@@ -92,12 +92,19 @@ class Attempt:
         self.tokens = tokens
         self.tries = 1
         self.lease: str | None = None  # holder of the endpoint's shared budget slot (scaleout.endpoint_budget)
+        # A stream answered 2xx gets its health verdict at its end (``finish``), not at its head: a backend that
+        # breaks every stream after the head must count as failing in a row, not as succeeding in between.
+        self.verdict = False
         self._done = False
 
-    def finish(self, outcome: str = "", ttft_at: float | None = None, observe: bool = True) -> dict[str, float]:
-        """The answer is over (``outcome`` as in the access log; ``ttft_at`` when the first token was relayed).
+    def finish(self, outcome: str = "", ttft_at: float | None = None, observe: bool = True,
+               timed_out: bool = False) -> dict[str, float]:
+        """The answer is over (``outcome`` as in the access log; ``ttft_at`` when the first token was relayed;
+        ``timed_out``: the gateway's token watchdog ended it, ``upstream_timeout``).
 
-        A stream the upstream broke off is reported to the pool's health. Returns the phases (seconds).
+        A stream's verdict goes to the pool's health now: broken off or timed out is a failure, completed a
+        success (with its time to head), anything else (client gone, admin, deadline) no verdict. Returns the
+        phases (seconds).
         """
         if self._done:
             return {}
@@ -105,9 +112,17 @@ class Attempt:
         self.endpoint.release(self.tokens)
         if self.lease is not None and self._router.budget is not None:
             self._router.budget.release(self.endpoint.name, self.lease)
-        if outcome == "upstream_interrupted":
-            self.pool.health.report(self.endpoint.name, Outcome.FAILURE)
+        health = self.pool.health
+        if outcome == "upstream_interrupted" or timed_out:
+            health.report(self.endpoint.name, Outcome.TIMEOUT if timed_out else Outcome.FAILURE)
             self._router.refresh_gauges()
+        elif self.verdict:
+            clock = self.clock
+            if outcome in ("completed", "client_resumed"):
+                latency = clock.head_at - clock.sent_at if clock.head_at is not None else None
+                health.report(self.endpoint.name, Outcome.SUCCESS, latency_s=latency)
+            else:
+                health.report(self.endpoint.name, Outcome.CANCELLED)  # frees a half-open probe slot
         now = monotonic()
         self.clock.at_end(now, ttft_at, *self.response.tcp_sample(now))
         phases = self.clock.phases()
@@ -506,8 +521,11 @@ class Router:
                                f"upstream {endpoint.name} failed: {type(exc).__name__}") from exc
         latency = monotonic() - clock.sent_at
         outcome = Outcome.from_status(response.status)
-        health.report(endpoint.name, outcome, latency_s=latency if outcome is Outcome.SUCCESS else None)
         attempt = Attempt(self, pool, endpoint, response, clock, req.tokens)
+        if req.stream and outcome is Outcome.SUCCESS:
+            attempt.verdict = True  # reported when the stream ends (Attempt.finish)
+        else:
+            health.report(endpoint.name, outcome, latency_s=latency if outcome is Outcome.SUCCESS else None)
         if outcome is not Outcome.SUCCESS:
             self.refresh_gauges()
             if response.status in policy.retry_on_status:

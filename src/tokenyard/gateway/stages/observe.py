@@ -107,7 +107,8 @@ def observe_stage(gw: Gateway) -> Stage:
         try:
             attempt = ctx.attempt
             if attempt is not None:
-                ctx.phases = attempt.finish(ctx.outcome, ctx.started + ctx.ttft if ctx.ttft is not None else None)
+                ctx.phases = attempt.finish(ctx.outcome, ctx.started + ctx.ttft if ctx.ttft is not None else None,
+                                            timed_out=ctx.abort_reason == "upstream_timeout")
                 ctx.tcp_retransmits = attempt.clock.retransmits
             series = metrics.series(ctx.model, ctx.klass)
             series.outcomes[ctx.outcome or "error"].inc()
