@@ -3,8 +3,8 @@
 ``parse_config`` judges the document alone (so it gives the same answer on any machine); this looks at the
 machine the gateway will run on: files it reads must exist, files it writes need an existing directory, and a
 key store that already exists must be a SQLite database. It opens nothing for writing and creates nothing, so
-``config check`` can run it anywhere. Problems it cannot see (a permission refused, a full disk) still surface
-when the gateway starts.
+``config check`` can run it anywhere (permissions are those of the user running it). Problems it cannot see (a
+full disk) still surface when the gateway starts.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tokenyard.config.gateway import GatewayConfig
 from tokenyard.config.server import ListenConfig
+from tokenyard.files import unwritable
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -53,12 +54,10 @@ def _check_readable(file: str, path: str, issues: list[tuple[str, str]]) -> None
 
 
 def _check_writable(file: str, path: str, issues: list[tuple[str, str]]) -> None:
-    """A file the gateway appends to (and creates): its directory must exist, and it must not be a directory."""
-    target = Path(file)
-    if target.is_dir():
-        issues.append((path, f"{file}: is a directory"))
-    elif not target.parent.is_dir():
-        issues.append((path, f"{file}: directory {target.parent} does not exist"))
+    """A file the gateway appends to (and creates): its directory must exist, and it must be writable."""
+    problem = unwritable(file)
+    if problem is not None:
+        issues.append((path, problem))
 
 
 def _check_key_store(file: str, issues: list[tuple[str, str]]) -> None:

@@ -16,11 +16,11 @@ import itertools
 import json
 import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
 
+from tokenyard.files import unwritable
 from tokenyard.pipeline.eventlog import EventLog
 from tokenyard.pipeline.spec import JsonlSinkSpec, SinkSpec, WebhookSinkSpec
 from tokenyard.pipeline.transforms import TransientError
@@ -147,15 +147,8 @@ class WebhookSink:
 def jsonl_path_problem(path: str) -> str | None:
     """Why a JSONL sink could not write ``path`` (None when it can), checked before any event is processed: a sink
     that fails every write costs each event its inference ``max_attempts`` times before it is dead-lettered."""
-    target = Path(path)
-    parent = target.parent
-    if target.is_dir():
-        return f"{path} is a directory"
-    if not parent.is_dir():
-        return f"cannot write {path}: directory {parent} does not exist"
-    if not os.access(target if target.exists() else parent, os.W_OK):
-        return f"cannot write {path}: permission denied"
-    return None
+    problem = unwritable(path)
+    return None if problem is None else f"cannot write {problem}"
 
 
 def build_sinks(specs: tuple[SinkSpec, ...], log_url: str, log: EventLog,

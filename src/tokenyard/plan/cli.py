@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -12,6 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from tokenyard.files import unwritable
 from tokenyard.plan.errors import PlanError
 from tokenyard.plan.planner import Plan, make_plan
 from tokenyard.plan.spec import load_plan
@@ -77,19 +77,6 @@ def command(plan_file: str, json_out: str | None, horizon_only: bool) -> None:
         except OSError as exc:
             _fail(f"--json: {json_out}: {exc.strerror or exc}")
         click.echo(f"plan written to {json_out}")
-
-
-def unwritable(file: str) -> str | None:
-    """Why ``file`` cannot be written (created or replaced), or None when it can; touches nothing."""
-    target = Path(file)
-    parent = target.parent
-    if target.is_dir():
-        return f"{file}: is a directory"
-    if not parent.is_dir():
-        return f"{file}: directory {parent} does not exist"
-    if not os.access(target if target.exists() else parent, os.W_OK):
-        return f"{file}: permission denied"
-    return None
 
 
 def _fail(message: str) -> NoReturn:
