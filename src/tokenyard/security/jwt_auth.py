@@ -109,6 +109,8 @@ class JwtVerifier:
         self._source = source
 
     def verify(self, token: str) -> Identity:
+        if not token.isascii():  # a compact JWS is base64url and dots; PyJWT would raise UnicodeEncodeError (500)
+            raise AuthError("malformed token")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -54,8 +54,12 @@ _COLUMNS = ("key_id", "name", "tenant", "key_sha256", "models", "classes", "dail
 
 
 def sha256_hex(plaintext: str) -> str:
-    """The digest under which a key is stored and looked up."""
-    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+    """The digest under which a key is stored and looked up.
+
+    ``surrogatepass``: aiohttp hands a header's non-UTF-8 bytes over as lone surrogates; such a presented key
+    must hash (to a digest no issued key has: 401), not raise (a 500), the same as ``KeyLookup.find``.
+    """
+    return hashlib.sha256(plaintext.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

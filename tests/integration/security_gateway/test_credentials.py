@@ -214,3 +214,30 @@ async def test_jwks_from_a_url_is_fetched_ahead_and_not_on_demand(tmp_path: Path
             assert len(hits) == 1
     finally:
         await runner.cleanup()
+
+
+async def _raw_status(port: int, path: str, authorization: bytes) -> tuple[int, bytes]:
+    """Send ``authorization`` as raw bytes (no client sends non-UTF-8 headers); the status and the body."""
+    body = b'{"model":"model-a","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + authorization
+                     + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                     % len(body) + body)
+        answer = await asyncio.wait_for(reader.read(1 << 16), 10.0)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return int(answer[9:12]), answer.partition(b"\r\n\r\n")[2]
+
+
+async def test_non_utf8_credentials_are_401_with_a_key_store_and_jwt(tmp_path: Path) -> None:
+    store_path = tmp_path / "keys.db"
+    SqliteKeyStore(store_path).create("acme", name="worker")
+    sections = {**KEYS, "key_store": {"path": str(store_path)}, "jwt": Issuer(tmp_path).section()}
+    async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw:
+        for path in ("/v1/chat/completions", "/v1/models"):
+            for credential, code in ((b"Bearer sk-\xff\xfe", b"invalid_api_key"),
+                                     (b"Bearer eyJ\xff.e30.c2ln", b"invalid_token")):
+                status, body = await _raw_status(gw.port, path, credential)
+                assert status == 401 and code in body, (path, credential, status, body)
