@@ -6,7 +6,8 @@ pool's ``fallback`` chain. The request's remaining deadline goes downstream as `
 enforced here too. When the retrieval tier fails entirely (pool and fallbacks), the answer is an empty result
 flagged ``x-tokenyard-retrieval: skipped`` (``routing.eastwest.empty_on_failure``), so generation can go on
 without retrieval. ``tokenyard_retrieval_requests_total{outcome}``: ``hit`` (documents found), ``miss`` (none),
-``fallback`` (a fallback index answered, or retrieval was skipped).
+``fallback`` (a fallback index answered, or retrieval was skipped). Under the degradation ladder's
+``compress_retrieval`` the retrieval body's ``top_k`` is capped before it goes out (``degrade_retrieval``).
 
 Every request carrying ``x-tokenyard-workflow-id`` (these hops and generations alike) is a hop of that workflow;
 ``tokenyard_workflow_duration_seconds{workflow}`` observes each workflow's duration when it ends (see
@@ -28,6 +29,7 @@ from aiohttp import web
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, compose
+from tokenyard.gateway.stages.degrade import degrade_retrieval
 from tokenyard.policy.pickers.endpoint import RequestFeatures
 from tokenyard.traffic.router import Attempt, NoUpstream, RouteRequest
 from tokenyard.traffic.workflows import FinishedWorkflow, WorkflowTracker
@@ -197,7 +199,7 @@ class EastWest:
         pool = self.retrieval_pool
         if pool is None:
             raise GatewayError(404, "no retrieval service is configured", "not_found")
-        body = await self._body(ctx)
+        body = degrade_retrieval(self.gw, ctx, await self._body(ctx))
         try:
             attempt, answer = await self._call(ctx, pool, "/retrieve", body)
         except (NoUpstream, TimeoutError) as exc:

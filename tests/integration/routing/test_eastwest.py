@@ -129,3 +129,37 @@ async def test_tool_hop_gets_the_remaining_deadline_and_workflows_are_timed() ->
             assert resp.status == 400 and "error" in await resp.json()
         async with session.post(gw.base_url + "/v1/retrieve", json={"query": "x"}) as resp:
             assert resp.status == 404 and "error" in await resp.json()
+
+
+async def test_compress_retrieval_caps_top_k_of_retrieval_hops() -> None:
+    """docs/admission.md §7: at level 1 ``compress_retrieval`` caps a retrieval call's ``top_k`` at ``top_k_cap``;
+    premium lags the ladder by one level. (Retrieval hops were never degraded: 8 documents at level 4.)"""
+    async with contextlib.AsyncExitStack() as stack:
+        index = await stack.enter_async_context(retrieval_sim(1))
+        config = routing_config({"docs": {"kind": "retrieval", "endpoints": [{"url": index.base_url + "/v1"}]}},
+                                degradation={"top_k_cap": 2})
+        gw = await stack.enter_async_context(running_gateway(config))
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+
+        async def retrieve(klass: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+            async with session.post(gw.base_url + "/v1/retrieve", json=body,
+                                    headers={"x-tokenyard-class": klass}) as resp:
+                return resp.status, await resp.json(), dict(resp.headers)
+
+        def compressed() -> float:
+            return metric(gw, "tokenyard_degradation_actions_total", {"action": "compress_retrieval"})
+
+        query = {"query": "how do I reset my password", "top_k": 8}
+        status, answer, headers = await retrieve("standard", query)
+        assert status == 200 and len(answer["documents"]) == 8 and "x-tokenyard-degraded" not in headers
+        async with session.post(gw.base_url + "/admin/degradation", json={"level": 1}) as resp:
+            assert resp.status == 200
+        status, answer, headers = await retrieve("standard", query)
+        assert status == 200 and len(answer["documents"]) == 2
+        assert headers["x-tokenyard-degraded"] == "compress_retrieval" and compressed() == 1
+        status, answer, headers = await retrieve("standard", {"query": "no top_k given"})  # the sim's default is 5
+        assert status == 200 and len(answer["documents"]) == 2 and compressed() == 2
+        status, answer, headers = await retrieve("standard", {"query": "already small", "top_k": 1})
+        assert len(answer["documents"]) == 1 and "x-tokenyard-degraded" not in headers and compressed() == 2
+        status, answer, headers = await retrieve("premium", query)  # premium sees level 0
+        assert status == 200 and len(answer["documents"]) == 8 and "x-tokenyard-degraded" not in headers
