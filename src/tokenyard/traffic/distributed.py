@@ -411,6 +411,16 @@ class ScaleOut:
     def holder(self, ctx: RequestContext) -> str:
         return f"{self.replica}:{ctx.request_id}"
 
+    def key_limiter(self, name: str, limit: RateLimit) -> GlobalLimiter | None:
+        """The limits of one key-store key (``key:NAME``) counted across replicas; None with ``state: memory``.
+
+        Store keys are not in the config, so ``scope_limits`` cannot know them: their limits come with the
+        request, and a limiter this small is built for each one (it holds no state of its own).
+        """
+        if not self.shared:
+            return None
+        return GlobalLimiter(self.state, {f"key:{name}": limit}, self.leases, self.config.scaleout.fail_open)
+
     async def start(self) -> None:
         if self.shared:
             self.leases.start()

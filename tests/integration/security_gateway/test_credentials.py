@@ -183,6 +183,20 @@ async def test_key_store_keys_have_their_own_request_rate(tmp_path: Path) -> Non
         assert (await post(session, gw.base_url, chat("model-a"), token="sk-only-a"))[0] == 200  # others unaffected
 
 
+async def test_key_store_key_limits_are_shared_by_replicas_on_redis(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+    store_path = tmp_path / "keys.db"
+    limited, _ = SqliteKeyStore(store_path).create("acme", name="limited", rpm=3)
+    sections = {**KEYS, "state": redis_server.url, "key_store": {"path": str(store_path)}}
+    async with running_sim("fast") as sim, \
+            running_gateway(gateway_config(sim, tmp_path, **sections)) as one, \
+            running_gateway(gateway_config(sim, _second(tmp_path), **sections)) as two, \
+            aiohttp.ClientSession() as session:
+        statuses = [(await post(session, gw.base_url, chat("model-a"), token=limited))[0]
+                    for gw in (one, two, one, two, one, two)]
+        # 3 rpm in all, not 3 per replica (each replica counted alone: 6 admitted).
+        assert statuses == [200, 200, 200, 429, 429, 429], statuses
+
+
 async def test_jwks_from_a_url_is_fetched_ahead_and_not_on_demand(tmp_path: Path) -> None:
     issuer = Issuer(tmp_path)
     hits: list[str] = []

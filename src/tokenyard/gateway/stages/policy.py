@@ -3,7 +3,8 @@
 - Service identities (JWT, mTLS) are default-deny: the east-west policy must grant the model (403 otherwise,
   naming the identity and the model). API keys are scoped by their own ``models`` (the model stage).
 - The model's context window (``models.NAME.max_context_tokens``): a request that certainly cannot fit is 400.
-- Key-store keys' own ``rpm``/``tpm`` (config keys' limits are applied by the rate-limit stage).
+- Key-store keys' own ``rpm``/``tpm``/``max_concurrency`` (config keys' limits are applied by the rate-limit
+  stage): in this process with ``state: memory``, in the shared state (like config limits) with Redis.
 - Token budgets of the key and its tenant, per UTC day and month: a caller whose budget is spent gets 429 with
   a message saying which budget; a request that goes on is charged its real usage once it ends.
 """
@@ -26,7 +27,8 @@ from tokenyard.schema.context import check_context_window
 from tokenyard.security.service import PRINCIPAL, Principal
 from tokenyard.state import StateUnavailable
 from tokenyard.state.periods import period_end
-from tokenyard.traffic.ratelimit import RateTicket
+from tokenyard.traffic.distributed import STATE_DOWN, GlobalLimiter
+from tokenyard.traffic.ratelimit import RateLimit, RateTicket
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
@@ -74,6 +76,10 @@ def policy_stage(gw: Gateway) -> Stage:
         if limiter is None:
             return await charge_budgets(ctx, call_next)
         ticket = RateTicket(ctx.request_id, principal.key.name, "", "", estimated_tokens(ctx))
+        key = principal.key
+        shared = gw.scaleout.key_limiter(key.name, RateLimit(key.rpm, key.tpm, key.max_concurrency))
+        if shared is not None:
+            return await limit_shared(ctx, shared, ticket, call_next)
         decision = limiter.check(ticket)
         ctx.response_headers.update({k: v for k, v in decision.headers.items() if k != "retry-after"})
         if not decision.allowed:
@@ -84,6 +90,25 @@ def policy_stage(gw: Gateway) -> Stage:
         finally:
             limiter.reconcile(ticket, used_tokens(ctx))
             limiter.release(ticket)
+
+    async def limit_shared(ctx: RequestContext, shared: GlobalLimiter, ticket: RateTicket,
+                           call_next: Next) -> web.StreamResponse:
+        """A key-store key's limits in the shared state: every replica and worker counts them together."""
+        holder = gw.scaleout.holder(ctx)
+        decision = await shared.check(ticket, holder)
+        ctx.response_headers.update({k: v for k, v in decision.headers.items() if k != "retry-after"})
+        if not decision.allowed:
+            ctx.abort_reason = decision.reason
+            retry = {"Retry-After": str(decision.retry_after_s or 1)}
+            if decision.reason == STATE_DOWN:
+                raise GatewayError(503, "rate limits are unavailable (shared state down)", STATE_DOWN,
+                                   outcome="error", headers=retry)
+            raise GatewayError(429, f"rate limit reached for {decision.scope}: {decision.reason}", decision.reason,
+                               outcome="rate_limited", headers=retry)
+        try:
+            return await charge_budgets(ctx, call_next)
+        finally:
+            await shared.settle(ticket, holder, used_tokens(ctx))
 
     async def check_policy(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
         # On the chain's paths only the auth stage sets a principal, and only when security is on.
