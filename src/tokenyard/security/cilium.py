@@ -10,7 +10,9 @@ becomes the OpenAI inference paths; the gateway still checks the model name itse
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,6 +56,18 @@ def _slug(name: str) -> str:
     return slug[:50] or "rule"
 
 
+def _manifest_names(rules: tuple[PolicyRule, ...]) -> dict[str, str]:
+    """A distinct ``metadata.name`` per rule name. Rule names are unique but their slugs need not be ("RAG
+    service" and "rag_service", long names sharing 50 characters): two manifests with one name would make
+    ``kubectl apply`` keep only the last, silently dropping the other rule's grant. A slug shared by several
+    rules gets a digest of the rule's own name, so it stays the same from one export to the next."""
+    slugs = {rule.name: _slug(rule.name) for rule in rules}
+    counts = Counter(slugs.values())
+    return {name: f"tokenyard-{slug}" if counts[slug] == 1
+            else f"tokenyard-{slug[:41]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+            for name, slug in slugs.items()}
+
+
 def render_policies(
     policy: EastWestPolicy,
     gateway_labels: Mapping[str, str],
@@ -63,6 +77,7 @@ def render_policies(
     """One manifest per exportable rule, and a warning for each rule that cannot be exported."""
     manifests: list[dict[str, Any]] = []
     warnings: list[str] = []
+    names = _manifest_names(policy.rules)
     for rule in policy.rules:
         if not rule.selector:
             warnings.append(f"rule {rule.name}: no selector labels, so it is enforced by the gateway only")
@@ -75,7 +90,7 @@ def render_policies(
             "apiVersion": "cilium.io/v2",
             "kind": "CiliumNetworkPolicy",
             "metadata": {
-                "name": f"tokenyard-{_slug(rule.name)}",
+                "name": names[rule.name],
                 "namespace": namespace,
                 "labels": {"app.kubernetes.io/managed-by": "tokenyard"},
             },

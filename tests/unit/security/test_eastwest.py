@@ -68,3 +68,16 @@ def test_cilium_manifests() -> None:
 
 def test_glob_to_regex_escapes() -> None:
     assert glob_to_regex("/v1/tools/a.b*") == r"^/v1/tools/a\.b.*$"
+
+
+def test_cilium_manifest_names_stay_distinct_when_rule_names_slug_alike() -> None:
+    long = "a-very-long-rule-name-for-the-team-that-owns-retrieval-"
+    rules = [{"name": name, "identities": [f"id-{i}"], "tools": ["search"], "selector": {"app": f"a{i}"}}
+             for i, name in enumerate(["RAG service", "rag_service", long + "one", long + "two", "agent"])]
+    manifests, _ = render_policies(EastWestPolicy.from_mapping(rules), {"app": "tokenyard"}, 8080)
+    names = [m["metadata"]["name"] for m in manifests]
+    # kubectl apply keeps one object per name: a repeated name would drop a rule's grant.
+    assert len(set(names)) == len(names) == 5, names
+    assert names[4] == "tokenyard-agent" and all(len(n) <= 63 for n in names)
+    again, _ = render_policies(EastWestPolicy.from_mapping(rules), {"app": "tokenyard"}, 8080)
+    assert [m["metadata"]["name"] for m in again] == names
