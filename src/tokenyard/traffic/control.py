@@ -26,7 +26,7 @@ from tokenyard.policy.saturation import LoadSample, SaturationSettings, ScrapedL
 from tokenyard.telemetry.metrics import GatewayMetrics
 from tokenyard.traffic.admission import AdmissionController, AdmissionSettings
 from tokenyard.traffic.admission_setup import rate_limiter_for, shed_tiers
-from tokenyard.traffic.admission_types import DISPATCHED, AdmissionEvent
+from tokenyard.traffic.admission_types import DISPATCHED, EXPIRED, AdmissionEvent
 from tokenyard.traffic.degrade import DegradeEngine
 from tokenyard.traffic.saturation_signal import SaturationSignal
 from tokenyard.upstream.scrape import LoadScraper, ScrapeConfig, metrics_url
@@ -135,8 +135,10 @@ class TrafficControl:
             if child is None:
                 child = self._queue_wait[event.klass] = self._metrics.queue_wait.labels(event.klass)
             child.observe(event.queue_wait_s)
-        if self.degrade is not None and event.kind == DISPATCHED and event.klass in self._interactive:
+        if self.degrade is not None and event.kind in (DISPATCHED, EXPIRED) and event.klass in self._interactive:
             # Only classes with a latency objective: a deferred class (batch) waiting is by design, not pressure.
+            # A request that waited until its queue TTL or deadline ran out waited at least that long: left out,
+            # the worse the overload (everything queued expiring), the lower the pressure the ladder saw.
             self.degrade.observe_queue_wait(event.klass, event.queue_wait_s)
 
     async def start(self, session: aiohttp.ClientSession) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,9 +11,19 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.traffic.admission_helpers import ADMIN, Recorder, chat
+from tests.integration.traffic.admission_helpers import (
+    ADMIN,
+    Recorder,
+    chat,
+    fixed_limit,
+    inflight,
+    sim_url,
+    traffic_config,
+    until,
+)
 from tokenyard.config import parse_config
 from tokenyard.gateway.app import RunningGateway, running_gateway
+from tokenyard.sim.testing import running_sim
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -137,3 +148,30 @@ async def test_admin_degradation_requires_the_admin_key_and_a_valid_level() -> N
         async with session.get(url, headers=ADMIN) as resp:
             state = await resp.json()
             assert state["level"] == 0 and state["pinned"] is None
+
+
+async def test_requests_that_expire_in_the_queue_count_as_queue_wait_pressure() -> None:
+    """The ladder's queue-wait signal includes requests whose queue TTL ran out while they waited: with one slot
+    held and every queued request expiring, only the dispatched holder (0 s wait) was seen, so pressure stayed 0
+    while the gateway answered 503 to all the others."""
+    async with running_sim("fast", seed=0, itl_ms=20.0) as sim:
+        config = traffic_config([sim_url(sim)], admission=fixed_limit(1),
+                                classes={"standard": {"priority": 1, "ttft_slo_ms": 60_000, "queue_timeout_ms": 200}},
+                                degradation={"queue_wait_target_ms": 100})
+        async with running_gateway(config) as gw, aiohttp.ClientSession() as session:
+            engine = gw.gateway.traffic.degrade
+            assert engine is not None
+            url = gw.base_url + "/v1/chat/completions"
+
+            async def call(body: dict[str, Any]) -> int:
+                async with session.post(url, json=body) as resp:
+                    await resp.read()
+                    return resp.status
+
+            holder = asyncio.create_task(call(chat(sim.model, 150, stream=True)))  # ~3 s on the only slot
+            await until(lambda: inflight(gw) == 1)
+            statuses = await asyncio.gather(*(call(chat(sim.model, 4)) for _ in range(3)))
+            assert statuses == [503, 503, 503]
+            engine.evaluate()
+            assert engine.last_pressure >= 1.5  # about 0.2 s waited / 0.1 s target
+            assert await holder == 200
