@@ -7,6 +7,7 @@ never from the token's header alone: that closes the classic ``alg: none`` and R
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,11 @@ class AuthError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+# What loading a JWKS can raise: an unreachable or broken URL (OSError, HTTPException), an unreadable file,
+# JSON or key set (ValueError, AuthError).
+JWKS_LOAD_ERRORS: tuple[type[Exception], ...] = (AuthError, OSError, ValueError, http.client.HTTPException)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +58,11 @@ class JwtSettings:
 class JwksSource:
     """Holds the JWKS; reloads it after ``ttl_s``, or when a token names an unknown key id (key rotation).
 
-    Reloads for unknown key ids are throttled to one per ``min_reload_s``: otherwise every token with a made-up
-    ``kid`` would make the gateway fetch the JWKS URL again (a cheap amplification attack on the identity
-    provider and on the gateway itself).
+    On-demand reloads are throttled to one attempt per ``min_reload_s``, successful or not: otherwise every
+    token with a made-up ``kid`` would make the gateway fetch the JWKS URL again (a cheap amplification attack
+    on the identity provider and on the gateway itself), and every token would while the provider is down.
+    A reload that fails keeps the keys already loaded (an identity provider outage must not turn every token
+    into an error); with none loaded yet, the token is refused (``AuthError``, a 401), never an exception.
     """
 
     def __init__(
@@ -72,8 +80,10 @@ class JwksSource:
         self._min_reload_s = min_reload_s
         self._keys: dict[str, PyJWK] = {}
         self._loaded_at = float("-inf")
+        self._attempted_at = float("-inf")  # the last load tried, failed or not (the throttle)
 
     def _load(self) -> None:
+        self._attempted_at = self._clock()
         if self._settings.jwks_file is not None:
             raw = Path(self._settings.jwks_file).read_bytes()
         else:
@@ -81,7 +91,10 @@ class JwksSource:
                 raise AuthError("no JWKS fetcher configured")
             raw = self._fetch(str(self._settings.jwks_url))
         try:
-            keyset = PyJWKSet.from_dict(json.loads(raw))
+            document = json.loads(raw)
+            if not isinstance(document, dict):
+                raise ValueError("not a JSON object")
+            keyset = PyJWKSet.from_dict(document)
         except (ValueError, jwt.PyJWTError) as exc:
             raise AuthError(f"JWKS unreadable: {exc}") from exc
         self._keys = {str(k.key_id): k for k in keyset.keys if k.key_id}
@@ -92,9 +105,14 @@ class JwksSource:
         self._load()
 
     def key(self, kid: str) -> PyJWK:
-        age = self._clock() - self._loaded_at
-        if age > self._settings.jwks_ttl_s or (kid not in self._keys and age > self._min_reload_s):
-            self._load()
+        now = self._clock()
+        stale = now - self._loaded_at > self._settings.jwks_ttl_s
+        if (stale or kid not in self._keys) and now - self._attempted_at > self._min_reload_s:
+            try:
+                self._load()
+            except JWKS_LOAD_ERRORS as exc:
+                if not self._keys:
+                    raise AuthError("signing keys unavailable") from exc
         found = self._keys.get(kid)
         if found is None:
             raise AuthError("token signed by an unknown key")

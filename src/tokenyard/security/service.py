@@ -31,7 +31,7 @@ from tokenyard.config import GatewayConfig, KeyConfig, KeyLookup
 from tokenyard.security.audit import AuditLog
 from tokenyard.security.budgets import Budget, BudgetGuard, budgets_for
 from tokenyard.security.eastwest import Decision, EastWestPolicy, PolicyRule
-from tokenyard.security.jwt_auth import AuthError, Identity, JwksSource, JwtSettings, JwtVerifier
+from tokenyard.security.jwt_auth import JWKS_LOAD_ERRORS, AuthError, Identity, JwksSource, JwtSettings, JwtVerifier
 from tokenyard.security.keystore import KeyRecord, KeyStoreCache, SqliteKeyStore
 from tokenyard.security.mtls import identity_from_peercert
 from tokenyard.state import SharedState, StateUnavailable, open_state
@@ -168,7 +168,7 @@ class SecurityService:
         assert self._jwks is not None
         try:
             await asyncio.to_thread(self._jwks.refresh)
-        except (AuthError, OSError, ValueError) as exc:
+        except JWKS_LOAD_ERRORS as exc:
             log.warning("JWKS refresh failed: %s", exc)
 
     async def _keep_jwks_fresh(self) -> None:

@@ -105,3 +105,34 @@ def test_hs256_signed_with_the_public_key_is_refused(verifier: JwtVerifier, rsa_
     forged = (header + b"." + payload + b"." + signature).decode()
     with pytest.raises(AuthError, match="algorithm not allowed"):
         verifier.verify(forged)
+
+
+def test_a_jwks_url_that_goes_down_keeps_the_keys_it_had(rsa_key: rsa.RSAPrivateKey) -> None:
+    jwk = json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    jwk.update({"kid": "k1", "alg": "RS256"})
+    answers: list[bytes | Exception] = [json.dumps({"keys": [jwk]}).encode()]
+    fetched: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        answer = answers[-1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    now = [0.0]
+    settings = JwtSettings(issuer=ISS, audience=AUD, jwks_url="http://idp.invalid/jwks", jwks_ttl_s=60)
+    verifier = JwtVerifier(settings, JwksSource(settings, fetch=fetch, clock=lambda: now[0]))
+    assert verifier.verify(make(rsa_key)).tenant == "acme"
+    answers.append(OSError("connection refused"))  # the identity provider goes down
+    now[0] = 600.0  # long past the TTL
+    for _ in range(5):  # the keys already loaded still verify; one refetch attempt, not one per token
+        assert verifier.verify(make(rsa_key)).tenant == "acme"
+    with pytest.raises(AuthError, match="unknown key"):
+        verifier.verify(make(rsa_key, kid="k2"))
+    assert len(fetched) == 2
+    for broken in (OSError("refused"), b"[1, 2]", b"not json", b'{"keys": []}'):
+        answers[:] = [broken]
+        fresh = JwtVerifier(settings, JwksSource(settings, fetch=fetch, clock=lambda: now[0]))
+        with pytest.raises(AuthError, match="signing keys unavailable"):  # never loaded: a 401, not a 500
+            fresh.verify(make(rsa_key))
