@@ -76,9 +76,14 @@ def looks_like_jwt(token: str) -> bool:
     return token.startswith("eyJ") and token.count(".") == 2
 
 
-def key_from_record(record: KeyRecord) -> KeyConfig:
-    """A key-store key in the shape the gateway's stages apply (tenant, models, classes, routes, limits, budgets)."""
-    return KeyConfig(key_sha256=record.key_sha256, tenant=record.tenant, name=record.name,
+def key_from_record(record: KeyRecord, taken: frozenset[str] = frozenset()) -> KeyConfig:
+    """A key-store key in the shape the gateway's stages apply (tenant, models, classes, routes, limits, budgets).
+
+    Rate limits and budgets are counted per key *name*: a store key named like a config key (``taken``) is
+    named ``NAME@KEY_ID`` instead, so it neither spends the config key's rpm, tpm and budgets nor is held to them.
+    """
+    name = f"{record.name}@{record.key_id}" if record.name in taken else record.name
+    return KeyConfig(key_sha256=record.key_sha256, tenant=record.tenant, name=name,
                      models=record.models, classes=record.classes, routes=record.routes, rpm=record.rpm,
                      tpm=record.tpm, max_concurrency=record.max_concurrency,
                      tokens_per_day=record.daily_token_budget, tokens_per_month=record.monthly_token_budget)
@@ -103,6 +108,7 @@ class SecurityService:
         self.enabled = config.auth_enabled
         self._clock = clock
         self._keys: KeyLookup[KeyConfig] = KeyLookup((k.key_sha256, k) for k in config.keys if k.key_sha256)
+        self._config_key_names = frozenset(k.name for k in config.keys)
         self.store = SqliteKeyStore(config.key_store.path) if config.key_store is not None else None
         self.cache = KeyStoreCache(self.store, clock) if self.store is not None else None
         self._poll_s = config.key_store.poll_ms / 1000 if config.key_store is not None else 0.5
@@ -244,7 +250,7 @@ class SecurityService:
             if status in ("revoked", "expired"):
                 raise AuthFailure(f"API key {status}", f"{status}_api_key", f"key {status}")
             if record is not None:
-                key, from_store = key_from_record(record), True
+                key, from_store = key_from_record(record, self._config_key_names), True
         if key is None:
             raise AuthFailure("invalid API key", "invalid_api_key", "unknown key")
         return Principal(Identity(kind="key", subject=key.name, tenant=key.tenant), key, from_store)

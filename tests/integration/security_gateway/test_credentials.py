@@ -183,6 +183,20 @@ async def test_key_store_keys_have_their_own_request_rate(tmp_path: Path) -> Non
         assert (await post(session, gw.base_url, chat("model-a"), token="sk-only-a"))[0] == 200  # others unaffected
 
 
+async def test_a_store_key_named_like_a_config_key_has_its_own_limits(tmp_path: Path) -> None:
+    store_path = tmp_path / "keys.db"
+    namesake, _ = SqliteKeyStore(store_path).create("acme", name="ci")
+    sections = {"tenants": {"acme": {"class": "standard"}},
+                "keys": [{"key": "sk-ci", "tenant": "acme", "name": "ci", "rpm": 2}],
+                "key_store": {"path": str(store_path)}}
+    async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
+            aiohttp.ClientSession() as session:
+        # The store key has no rpm: the config key's 2 rpm is neither spent by it nor applied to it.
+        assert [(await post(session, gw.base_url, chat("model-a"), token=namesake))[0] for _ in range(3)] == [200] * 3
+        assert [(await post(session, gw.base_url, chat("model-a"), token="sk-ci"))[0] for _ in range(3)] \
+            == [200, 200, 429]
+
+
 async def test_key_store_key_limits_are_shared_by_replicas_on_redis(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
     store_path = tmp_path / "keys.db"
     limited, _ = SqliteKeyStore(store_path).create("acme", name="limited", rpm=3)
