@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from tokenyard.sim.faults import FaultConfig, FaultInjector, parse_faults
-from tokenyard.sim.openai_io import error_body
+from tokenyard.sim.openai_io import error_body, loads_json
 
 JSON = "application/json"
 
@@ -115,7 +115,7 @@ class SimService:
 
     async def _set_faults(self, request: web.Request) -> web.Response:
         try:
-            body = json.loads(await request.read() or b"{}")
+            body = loads_json(await request.read() or b"{}")
             config = parse_faults(body, self.faults.config)
         except ValueError as exc:
             return error_response(str(exc) or "invalid JSON", 400)

@@ -52,9 +52,18 @@ class Completion:
     salt: str
 
 
+def loads_json(raw: bytes | str) -> Any:
+    """``json.loads``, with input nested past Python's recursion limit a ``ValueError`` like any other bad JSON
+    (``RecursionError`` escaped the handlers: a 500 with a logged traceback instead of a 400)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("The request body is nested too deeply.") from None
+
+
 def parse_request(body: bytes, chat: bool, served: str) -> Completion:
     try:
-        data = json.loads(body)
+        data = loads_json(body)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("The request body is not valid JSON.") from None
     if not isinstance(data, dict):

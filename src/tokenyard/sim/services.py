@@ -29,6 +29,7 @@ from aiohttp import web
 
 from tokenyard.sim.base import SimService, error_response, json_response
 from tokenyard.sim.faults import FaultConfig, FaultDecision
+from tokenyard.sim.openai_io import loads_json
 from tokenyard.sim.text import VOCAB
 
 
@@ -121,7 +122,7 @@ class RetrievalSim(_TimedService):
 
     async def _retrieve(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = json.loads(await request.read())
+            body = loads_json(await request.read())
         except (ValueError, UnicodeDecodeError):
             return error_response("The request body is not valid JSON.", 400)
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
@@ -139,7 +140,7 @@ class RetrievalSim(_TimedService):
 
     def _documents(self, query: str, top_k: int) -> list[dict[str, Any]]:
         docs = []
-        base = zlib.crc32(query.encode())
+        base = zlib.crc32(query.encode("utf-8", "surrogatepass"))  # JSON may carry lone surrogates
         for rank in range(top_k):
             doc_id = (base + rank * 2_654_435_761) % self.params.corpus_size
             words = "".join(VOCAB[(doc_id + 7 * j) % len(VOCAB)] for j in range(24)).strip()
@@ -157,7 +158,7 @@ class ToolSim(_TimedService):
         name = request.match_info["name"]
         raw = await request.read()
         try:
-            args = json.loads(raw) if raw else {}
+            args = loads_json(raw) if raw else {}
         except (ValueError, UnicodeDecodeError):
             return error_response("The request body is not valid JSON.", 400)
         if not isinstance(args, dict):

@@ -14,6 +14,7 @@ import pytest
 
 from tokenyard.sim.faults import FaultConfig
 from tokenyard.sim.services import RetrievalSim, ServiceParams, ToolSim
+from tokenyard.sim.testing import running_sim
 
 
 async def test_retrieval_documents_latency_and_misses() -> None:
@@ -126,3 +127,27 @@ async def test_cli_rejects_a_bad_fleet_file(tmp_path: Path) -> None:
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2 and b"sims[0].kind" in err
+
+
+async def test_bad_json_to_every_sim_kind_is_a_400_not_a_500() -> None:
+    """JSON nested past the recursion limit (every kind, and /sim/faults) and a query with a lone surrogate (valid
+    JSON) were 500s with a logged traceback."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    retrieval = RetrievalSim(ServiceParams(base_ms=0.0, per_item_ms=0.0))
+    tool = ToolSim(ServiceParams(base_ms=0.0))
+    await retrieval.start()
+    await tool.start()
+    try:
+        async with running_sim() as llm, aiohttp.ClientSession() as session:
+            for url in (retrieval.base_url + "/v1/retrieve", tool.base_url + "/v1/tools/lookup",
+                        llm.base_url + "/v1/chat/completions", llm.base_url + "/sim/faults",
+                        retrieval.base_url + "/sim/faults"):
+                async with session.post(url, data=deep, headers={"Content-Type": "application/json"}) as resp:
+                    assert resp.status == 400, url
+                    assert "error" in await resp.json()
+            async with session.post(retrieval.base_url + "/v1/retrieve", data=b'{"query": "a\\ud800b", "top_k": 2}',
+                                    headers={"Content-Type": "application/json"}) as resp:
+                assert resp.status == 200 and len((await resp.json())["documents"]) == 2
+    finally:
+        await retrieval.stop()
+        await tool.stop()
