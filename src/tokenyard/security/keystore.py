@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import sqlite3
 import time
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KEY_PREFIX = "ty-"
+_KEY_ID = re.compile(r"key_[0-9a-f]{12}")  # what ``create`` names keys by: "key_" + secrets.token_hex(6)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -175,6 +177,9 @@ class SqliteKeyStore:
         """Issue a new key; returns the plaintext (shown once) and its record."""
         if not tenant:
             raise KeyStoreError("a key needs a tenant")
+        if name is not None and _KEY_ID.fullmatch(name):
+            # ``revoke`` takes an id or a name: a name shaped like an id would make one revoke hit two keys.
+            raise KeyStoreError(f"a key name must not look like a key id (key_ and 12 hex digits): {name!r}")
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         now = self._clock()
         record = KeyRecord(
@@ -209,14 +214,20 @@ class SqliteKeyStore:
         """Revoke a key by id or name; revoking twice is harmless."""
         now = self._clock()
         with self._connect() as db:
+            # An id wins over a name, so exactly one key is revoked even in a store made before names shaped
+            # like ids were refused.
+            column = "key_id" if db.execute("SELECT 1 FROM keys WHERE key_id = ?", (key_id_or_name,)).fetchone() \
+                else "name"
             cursor = db.execute(
-                "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE key_id = ? OR name = ?",
-                (now, key_id_or_name, key_id_or_name),
+                f"UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE {column} = ?",
+                (now, key_id_or_name),
             )
             if cursor.rowcount == 0:
                 raise KeyStoreError(f"no key with id or name {key_id_or_name!r}")
             db.execute("UPDATE generation SET value = value + 1 WHERE id = 0")
-        return next(r for r in self.list() if key_id_or_name in (r.key_id, r.name))
+        records = self.list()
+        return next((r for r in records if r.key_id == key_id_or_name), None) \
+            or next(r for r in records if r.name == key_id_or_name)
 
     def list(self) -> list[KeyRecord]:
         with self._connect() as db:

@@ -72,3 +72,17 @@ def test_scope_and_errors(tmp_path: Path) -> None:
         store.revoke("missing")
     with pytest.raises(KeyStoreError, match="tenant"):
         store.create("")
+
+
+def test_revoking_by_id_or_name_revokes_one_key(tmp_path: Path) -> None:
+    store = SqliteKeyStore(tmp_path / "keys.db")
+    _, alpha = store.create("a", name="alpha")
+    with pytest.raises(KeyStoreError, match="must not look like a key id"):
+        store.create("b", name=alpha.key_id)
+    # A store written before such names were refused: a key of tenant b named like alpha's id.
+    _, beta = store.create("b", name="beta")
+    with sqlite3.connect(tmp_path / "keys.db") as db:
+        db.execute("UPDATE keys SET name = ? WHERE key_id = ?", (alpha.key_id, beta.key_id))
+    assert store.revoke(alpha.key_id).key_id == alpha.key_id
+    assert {r.key_id: r.status(0.0) for r in store.list()} == {alpha.key_id: "revoked", beta.key_id: "active"}
+    assert store.revoke(alpha.key_id).name == "alpha"  # twice: still the one with that id
