@@ -18,7 +18,7 @@ from typing import Any
 import jwt
 from jwt import PyJWK, PyJWKSet
 
-ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "PS384", "PS512", "EdDSA")
+ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA")
 
 
 class AuthError(Exception):

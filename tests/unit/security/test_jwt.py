@@ -136,3 +136,21 @@ def test_a_jwks_url_that_goes_down_keeps_the_keys_it_had(rsa_key: rsa.RSAPrivate
         fresh = JwtVerifier(settings, JwksSource(settings, fetch=fetch, clock=lambda: now[0]))
         with pytest.raises(AuthError, match="signing keys unavailable"):  # never loaded: a 401, not a 500
             fresh.verify(make(rsa_key))
+
+
+@pytest.mark.parametrize("curve", ["P-256", "P-384", "P-521"])
+def test_every_es_curve_the_docs_name_is_accepted(curve: str, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    named = {"P-256": (ec.SECP256R1(), "ES256"), "P-384": (ec.SECP384R1(), "ES384"),
+             "P-521": (ec.SECP521R1(), "ES512")}
+    curve_obj, algorithm = named[curve]
+    key = ec.generate_private_key(curve_obj)
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    jwk["kid"] = "k1"
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [jwk]}))
+    settings = JwtSettings(issuer=ISS, audience=AUD, jwks_file=str(path))
+    verifier = JwtVerifier(settings, JwksSource(settings))
+    assert verifier.verify(make(key, alg=algorithm)).tenant == "acme"
