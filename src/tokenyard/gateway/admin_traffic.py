@@ -65,7 +65,7 @@ def add_traffic_admin_routes(app: web.Application, gw: Gateway) -> None:
         if request.method == "POST":
             try:
                 document = msgspec.json.decode(await request.read())
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):  # RecursionError: nested past msgspec's depth limit
                 return error_response(400, "expected a JSON body {\"level\": 0..4 or null}", "invalid_json")
             level = document.get("level", "missing") if isinstance(document, dict) else "missing"
             if level is not None and (not isinstance(level, int) or isinstance(level, bool)

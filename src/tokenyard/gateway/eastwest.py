@@ -148,6 +148,8 @@ class EastWest:
             document = msgspec.json.decode(body) if body else {}
         except msgspec.DecodeError as exc:
             raise GatewayError(400, "the request body is not valid JSON", "invalid_json") from exc
+        except RecursionError:  # msgspec's depth limit: a 400 like any bad JSON, not a 500 with a traceback
+            raise GatewayError(400, "the request body is nested too deeply", "invalid_json") from None
         if not isinstance(document, dict):
             raise GatewayError(400, "the request body must be a JSON object", "invalid_type")
         return body
@@ -247,7 +249,7 @@ class EastWest:
 def _is_miss(answer: bytes) -> bool:
     try:
         document = msgspec.json.decode(answer)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return True
     return not isinstance(document, dict) or bool(document.get("miss")) or not document.get("documents")
 

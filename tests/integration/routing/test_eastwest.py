@@ -129,6 +129,10 @@ async def test_tool_hop_gets_the_remaining_deadline_and_workflows_are_timed() ->
             assert resp.status == 400 and "error" in await resp.json()
         async with session.post(gw.base_url + "/v1/retrieve", json={"query": "x"}) as resp:
             assert resp.status == 404 and "error" in await resp.json()
+        deep = b"[" * 100_000 + b"]" * 100_000  # past msgspec's depth limit: RecursionError was a 500
+        async with session.post(gw.base_url + "/v1/tools/lookup", data=deep,
+                                headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 400 and (await resp.json())["error"]["code"] == "invalid_json"
 
 
 async def test_compress_retrieval_caps_top_k_of_retrieval_hops() -> None:
@@ -163,3 +167,7 @@ async def test_compress_retrieval_caps_top_k_of_retrieval_hops() -> None:
         assert len(answer["documents"]) == 1 and "x-tokenyard-degraded" not in headers and compressed() == 2
         status, answer, headers = await retrieve("premium", query)  # premium sees level 0
         assert status == 200 and len(answer["documents"]) == 8 and "x-tokenyard-degraded" not in headers
+        deep = b"[" * 100_000 + b"]" * 100_000  # past msgspec's depth limit: RecursionError was a 500
+        async with session.post(gw.base_url + "/v1/retrieve", data=deep,
+                                headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 400 and (await resp.json())["error"]["code"] == "invalid_json"

@@ -145,6 +145,8 @@ async def test_admin_degradation_requires_the_admin_key_and_a_valid_level() -> N
                 assert (await resp.json())["error"]["code"] == "invalid_level"
         async with session.post(url, data=b"{not json", headers=ADMIN) as resp:
             assert resp.status == 400
+        async with session.post(url, data=b"[" * 100_000 + b"]" * 100_000, headers=ADMIN) as resp:
+            assert resp.status == 400  # nested past msgspec's depth limit: was a 500
         async with session.get(url, headers=ADMIN) as resp:
             state = await resp.json()
             assert state["level"] == 0 and state["pinned"] is None
