@@ -52,7 +52,8 @@ def _authorised(gw: Gateway, request: web.Request) -> web.Response | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() != "bearer ":
         return error_response(401, "missing admin key", "missing_api_key")
-    digest = hashlib.sha256(header[7:].strip().encode()).hexdigest()
+    # surrogatepass: a header's non-UTF-8 bytes arrive as lone surrogates; they hash to no key (401), not a 500.
+    digest = hashlib.sha256(header[7:].strip().encode("utf-8", "surrogatepass")).hexdigest()
     if not hmac.compare_digest(digest, admin.key_sha256.lower()):
         return error_response(401, "invalid admin key", "invalid_api_key")
     return None

@@ -4,6 +4,7 @@ off on a loopback listener, and then only to loopback callers that no other site
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -59,4 +60,12 @@ async def test_an_admin_section_requires_its_key_even_with_auth_off(tmp_path: Pa
         assert status == 401 and body["error"]["code"] == "missing_api_key"
         status, _ = await get(session, gw.base_url, {"Authorization": "Bearer adm"})
         assert status == 200
+        # Raw non-UTF-8 bytes as the admin key (no HTTP client sends them): a 401, not a 500.
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(b"GET /admin/requests HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer adm\xff\r\n"
+                     b"Connection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(1 << 16), 10.0)
+        writer.close()
+        await writer.wait_closed()
+        assert answer.startswith(b"HTTP/1.1 401") and b"invalid_api_key" in answer, answer[:300]
 
