@@ -30,16 +30,41 @@ INFERENCE_PATHS = (
 
 
 def glob_to_regex(pattern: str) -> str:
-    """A shell-style glob as the anchored extended regular expression Cilium's HTTP rules expect."""
+    """A shell-style glob as the anchored extended regular expression Cilium's HTTP rules expect.
+
+    The same glob language the gateway matches with ``fnmatchcase`` (``*``, ``?``, ``[seq]``, ``[!seq]``), so
+    Cilium lets through exactly the paths the gateway's policy grants.
+    """
     out = []
-    for char in pattern:
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        i += 1
         if char == "*":
             out.append(".*")
         elif char == "?":
             out.append(".")
+        elif char == "[" and (end := _class_end(pattern, i)) is not None:
+            body = pattern[i:end]
+            negate = body.startswith("!")
+            members = body[1:] if negate else body
+            escaped = "".join("\\" + c if c in "\\^[]" else c for c in members)
+            out.append("[" + ("^" if negate else "") + escaped + "]")
+            i = end + 1
         else:
             out.append(re.escape(char))
     return "^" + "".join(out) + "$"
+
+
+def _class_end(pattern: str, start: int) -> int | None:
+    """Index of the ``]`` closing a class opened just before ``start`` (fnmatch's rules), None if unclosed."""
+    j = start
+    if j < len(pattern) and pattern[j] == "!":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        j += 1  # a leading ] is a member
+    end = pattern.find("]", j)
+    return None if end < 0 else end
 
 
 def _http_rules(rule: PolicyRule) -> list[dict[str, str]]:

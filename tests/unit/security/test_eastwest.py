@@ -81,3 +81,15 @@ def test_cilium_manifest_names_stay_distinct_when_rule_names_slug_alike() -> Non
     assert names[4] == "tokenyard-agent" and all(len(n) <= 63 for n in names)
     again, _ = render_policies(EastWestPolicy.from_mapping(rules), {"app": "tokenyard"}, 8080)
     assert [m["metadata"]["name"] for m in again] == names
+
+
+@pytest.mark.parametrize("glob", ["/v1/tools/a[bc]", "/v1/tools/[!x]*", "/v1/tools/[]]x", "/v1/tools/[a-c]?",
+                                  "/v1/tools/[^a]", "/v1/tools/a[", "/v1/tools/a.b*", "/v1/tools/[\\]"])
+def test_glob_to_regex_matches_what_the_gateway_matches(glob: str) -> None:
+    import re
+    from fnmatch import fnmatchcase
+
+    regex = re.compile(glob_to_regex(glob))
+    for tail in ["ab", "ac", "ad", "a", "x", "y1", "]x", "b2", "^", "a", "a[", "a.bc", "axbc", "\\", "ab/c"]:
+        path = "/v1/tools/" + tail
+        assert bool(regex.match(path)) == fnmatchcase(path, glob), (glob, path, regex.pattern)
