@@ -132,3 +132,29 @@ def test_config_route_patterns_must_be_paths() -> None:
     assert [path for path, _ in caught.value.issues] == ["keys[0].routes[1]"]
     document["keys"] = [{"key": "sk-1", "tenant": "acme", "routes": ["/v1/tools/*"]}]
     assert parse_config(document, env={}).keys[0].routes == ("/v1/tools/*",)
+
+
+async def test_a_key_held_to_some_classes_does_not_get_its_tenants_class_by_asking_for_none(tmp_path: Path) -> None:
+    store_path = tmp_path / "keys.db"
+    stored, _ = SqliteKeyStore(store_path).create("acme", name="stored-batch", classes=["batch", "standard"])
+    sections = {
+        "classes": {"premium": {"priority": 0}, "standard": {"priority": 1}, "batch": {"priority": 2}},
+        "tenants": {"acme": {"class": "premium", "classes": ["premium", "standard", "batch"]}},
+        "keys": [{"key": "sk-batch", "tenant": "acme", "name": "batch-only", "classes": ["batch"]},
+                 {"key": "sk-any", "tenant": "acme", "name": "any"}],
+        "key_store": {"path": str(store_path)},
+    }
+    async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
+            aiohttp.ClientSession() as session:
+        async def klass(token: str, asked: str | None = None) -> tuple[int, str | None]:
+            headers = {"Authorization": f"Bearer {token}", **({"x-tokenyard-class": asked} if asked else {})}
+            async with session.post(gw.base_url + "/v1/chat/completions", json=chat("model-a"),
+                                    headers=headers) as resp:
+                await resp.read()
+                return resp.status, resp.headers.get("x-tokenyard-class")
+
+        assert await klass("sk-batch") == (200, "batch")  # was premium: the tenant's class
+        assert (await klass("sk-batch", "premium"))[0] == 403
+        assert await klass(stored) == (200, "batch")  # the first of the key's classes
+        assert await klass(stored, "standard") == (200, "standard")
+        assert await klass("sk-any") == (200, "premium")  # no classes of its own: the tenant's class

@@ -53,10 +53,13 @@ def classify_stage(gw: Gateway) -> Stage:
                 raise GatewayError(403, f"traffic class {asked!r} is not allowed for this key", "class_not_allowed",
                                    param="x-tokenyard-class")
             ctx.klass = asked
-        elif ctx.tenant_config is not None and ctx.tenant_config.default_class:
-            ctx.klass = ctx.tenant_config.default_class
         else:
-            ctx.klass = default_class
+            tenant_class = ctx.tenant_config.default_class if ctx.tenant_config is not None else ""
+            ctx.klass = tenant_class or default_class
+            key_classes = ctx.key.classes if ctx.key is not None else None
+            if key_classes and ctx.klass not in key_classes:
+                # A key held to some classes must not get its tenant's (better) class by asking for none.
+                ctx.klass = key_classes[0]
         deadline_header = headers.get("x-tokenyard-deadline-ms")
         if deadline_header is not None:
             ctx.deadline = ctx.started + parse_deadline_ms(deadline_header) / 1000.0
