@@ -307,6 +307,7 @@ def add_batch_routes(app: web.Application, gw: Gateway) -> None:
             return await handler(request)  # type: ignore[no-any-return]
         # Nothing is accepted before the caller is known and the body is valid: a job is never created for
         # a request that would have been refused synchronously.
+        await gw.security.refresh_signing_keys(request)
         denied = _authenticate(request, gw)
         if denied is not None:
             return denied

@@ -81,6 +81,7 @@ def guard_middleware(gw: Gateway) -> Middleware:
             if is_admin != on_admin:
                 return error_response(404, f"no route {path}", "not_found")
         if security.enabled and path.startswith("/v1/") and path not in CHAIN_PATHS:
+            await security.refresh_signing_keys(request)
             denied = _authorise_route(gw, request, path)
             if denied is not None:
                 return denied

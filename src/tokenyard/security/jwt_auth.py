@@ -71,7 +71,10 @@ class JwksSource:
         fetch: Callable[[str], bytes] | None = None,
         clock: Callable[[], float] = time.monotonic,
         min_reload_s: float = 10.0,
+        inline_reload: bool = True,
     ) -> None:
+        """``inline_reload=False``: ``key`` never loads; the owner calls ``refresh`` off the event loop when
+        ``reload_due`` says so (the gateway, for a URL: a fetch must not stall every other request)."""
         if (settings.jwks_file is None) == (settings.jwks_url is None):
             raise ValueError("exactly one of jwks_file and jwks_url must be set")
         self._settings = settings
@@ -81,6 +84,7 @@ class JwksSource:
         self._keys: dict[str, PyJWK] = {}
         self._loaded_at = float("-inf")
         self._attempted_at = float("-inf")  # the last load tried, failed or not (the throttle)
+        self._inline_reload = inline_reload
 
     def _load(self) -> None:
         self._attempted_at = self._clock()
@@ -104,10 +108,14 @@ class JwksSource:
         """Load the JWKS now (the gateway calls this off the event loop, at start and every ``ttl_s / 2``)."""
         self._load()
 
-    def key(self, kid: str) -> PyJWK:
+    def reload_due(self, kid: str | None) -> bool:
+        """Whether a token naming ``kid`` should make the JWKS load again first (stale, or an unknown key id)."""
         now = self._clock()
         stale = now - self._loaded_at > self._settings.jwks_ttl_s
-        if (stale or kid not in self._keys) and now - self._attempted_at > self._min_reload_s:
+        return (stale or kid not in self._keys) and now - self._attempted_at > self._min_reload_s
+
+    def key(self, kid: str) -> PyJWK:
+        if self._inline_reload and self.reload_due(kid):
             try:
                 self._load()
             except JWKS_LOAD_ERRORS as exc:
@@ -115,7 +123,7 @@ class JwksSource:
                     raise AuthError("signing keys unavailable") from exc
         found = self._keys.get(kid)
         if found is None:
-            raise AuthError("token signed by an unknown key")
+            raise AuthError("token signed by an unknown key" if self._keys else "signing keys unavailable")
         return found
 
 

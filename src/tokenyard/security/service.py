@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
+import jwt
 from aiohttp import web
 
 from tokenyard.config import GatewayConfig, KeyConfig, KeyLookup
@@ -120,7 +121,8 @@ class SecurityService:
             settings = JwtSettings(issuer=j.issuer, audience=j.audience, jwks_file=j.jwks_file,
                                    jwks_url=j.jwks_url, leeway_s=j.leeway_ms / 1000, jwks_ttl_s=j.jwks_ttl_ms / 1000,
                                    tenant_claim=j.tenant_claim)
-            self._jwks = JwksSource(settings, fetch=_fetch_url)
+            # A URL is fetched only off the event loop (``refresh_signing_keys``); a file is read in place.
+            self._jwks = JwksSource(settings, fetch=_fetch_url, inline_reload=j.jwks_url is None)
             self.jwt = JwtVerifier(settings, self._jwks)
             self._jwks_refresh_s = settings.jwks_ttl_s / 2
         rules = config.eastwest.rules if config.eastwest is not None else ()
@@ -134,6 +136,7 @@ class SecurityService:
         self.budgets: BudgetGuard | None = None
         self.admin_port: int | None = None  # set when the admin API has its own listener
         self._tasks: list[asyncio.Task[None]] = []
+        self._jwks_reload: asyncio.Task[None] | None = None  # the one on-demand JWKS fetch in flight
         self._store_limiters: dict[str, tuple[RateLimit, RateLimiter]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -151,6 +154,9 @@ class SecurityService:
             self._tasks.append(asyncio.create_task(self._follow_revocations(), name="tokenyard-keystore-follow"))
 
     async def close(self) -> None:
+        if self._jwks_reload is not None:
+            self._tasks.append(self._jwks_reload)
+            self._jwks_reload = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -212,6 +218,29 @@ class SecurityService:
             await self.state.publish(KEYS_CHANNEL, b"reload")
 
     # -- authentication -----------------------------------------------------------------------------------------
+    async def refresh_signing_keys(self, request: web.BaseRequest) -> None:
+        """Before ``authenticate``: fetch a JWKS URL again, off the event loop, when this request's token needs it.
+
+        A token naming an unknown key id (a rotation) or a JWKS past its TTL needs a fetch; it runs in a thread,
+        at most one at a time (concurrent requests wait on the same one) and at most once per 10 s, so neither a
+        slow identity provider nor made-up key ids can stall the event loop.
+        """
+        if self._jwks is None or self.config.jwt is None or self.config.jwt.jwks_url is None:
+            return
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not looks_like_jwt(token) or not token.isascii():
+            return
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            return  # malformed: authenticate refuses it
+        if not self._jwks.reload_due(kid if isinstance(kid, str) else None):
+            return
+        if self._jwks_reload is None or self._jwks_reload.done():
+            self._jwks_reload = asyncio.create_task(self._refresh_jwks(), name="tokenyard-jwks-reload")
+        await asyncio.shield(self._jwks_reload)
+
     def authenticate(self, request: web.BaseRequest) -> Principal:
         """The caller of ``request``, or ``AuthFailure`` (401)."""
         header = request.headers.get("Authorization")

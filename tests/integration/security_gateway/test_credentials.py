@@ -269,3 +269,43 @@ async def test_non_utf8_credentials_are_401_with_a_key_store_and_jwt(tmp_path: P
                                      (b"Bearer eyJ\xff.e30.c2ln", b"invalid_token")):
                 status, body = await _raw_status(gw.port, path, credential)
                 assert status == 401 and code in body, (path, credential, status, body)
+
+
+async def test_a_rotated_jwks_url_is_fetched_off_the_event_loop(tmp_path: Path) -> None:
+    # The JWKS server runs on the gateway's own event loop: a fetch made on that loop (as it was) could not be
+    # answered until it timed out, so the rotated key was never seen; fetched from a thread it is.
+    old, new = Issuer(tmp_path), Issuer(_second(tmp_path))
+    serving = [old]
+    hits: list[str] = []
+
+    async def jwks(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(body=serving[-1].jwks_file.read_bytes().replace(b'"k1"', b'"k2"')
+                            if serving[-1] is new else old.jwks_file.read_bytes(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/jwks", jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    rag = "spiffe://prod/ns/rag/sa/worker"
+    section = {**old.section(), "jwks_url": f"http://127.0.0.1:{runner.addresses[0][1]}/jwks"}
+    del section["jwks_file"]
+    sections = {**KEYS, "jwt": section,
+                "eastwest": {"rules": [{"name": "rag", "identities": [rag], "models": ["model-a"]}]}}
+    try:
+        async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
+                aiohttp.ClientSession() as session:
+            assert (await post(session, gw.base_url, chat("model-a"), token=old.token(rag)))[0] == 200
+            serving.append(new)  # the identity provider rotates to a new key, k2
+            source = gw.gateway.security._jwks
+            assert source is not None
+            source._attempted_at = float("-inf")  # as if the 10 s between on-demand fetches had passed
+            rotated = jwt.encode({"iss": old.section()["issuer"], "aud": old.section()["audience"], "sub": rag,
+                                  "exp": int(time.time()) + 300}, new.key, algorithm="RS256", headers={"kid": "k2"})
+            status, body = await post(session, gw.base_url, chat("model-a"), token=rotated)
+            assert status == 200, body
+            assert len(hits) == 2
+    finally:
+        await runner.cleanup()

@@ -67,6 +67,7 @@ def auth_stage(gw: Gateway) -> Stage:
     tenants = gw.config.tenants
 
     async def authenticate(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
+        await security.refresh_signing_keys(ctx.request)
         try:
             principal = security.authenticate(ctx.request)
         except AuthFailure as exc:
