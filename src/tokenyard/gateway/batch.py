@@ -38,6 +38,7 @@ import aiohttp
 from aiohttp import web
 
 from tokenyard.gateway.errors import GatewayError
+from tokenyard.gateway.stages.classify import class_allowed
 from tokenyard.schema import RequestInvalid, parse_chat, parse_completion
 from tokenyard.security.service import PRINCIPAL, AuthFailure, Principal
 
@@ -261,6 +262,16 @@ def _authenticate(request: web.Request, gw: Gateway) -> web.Response | None:
     return None
 
 
+def _batch_class_refusal(request: web.Request, gw: Gateway) -> web.Response | None:
+    """403 when the authenticated caller may not use the batch class that deferred requests run in: such a job
+    was accepted and then every request of it failed with 403 ``class_not_allowed``."""
+    principal = request.get(PRINCIPAL) if gw.security.enabled else None
+    if class_allowed(gw, principal.key if principal is not None else None, "batch"):
+        return None
+    return _error(403, "deferred requests run in the batch class, which this key may not use", "class_not_allowed",
+                  "x-tokenyard-class")
+
+
 async def _read_body(request: web.Request, gw: Gateway) -> bytes | web.Response:
     """The body within ``limits.max_body_bytes`` (413) and ``timeouts.request_body_ms`` (408), as the chain's."""
     max_body = gw.config.limits.max_body_bytes
@@ -314,6 +325,9 @@ def add_batch_routes(app: web.Application, gw: Gateway) -> None:
         headers, problem = _headers(request)
         if headers is None:
             return _error(400, problem, "invalid_defer", "x-tokenyard-class")
+        refused = _batch_class_refusal(request, gw)
+        if refused is not None:
+            return refused
         body = await _read_body(request, gw)
         if isinstance(body, web.Response):
             return body
@@ -328,6 +342,9 @@ def add_batch_routes(app: web.Application, gw: Gateway) -> None:
         headers, problem = _headers(request)
         if headers is None:
             return _error(400, problem, "invalid_defer", "x-tokenyard-class")
+        refused = _batch_class_refusal(request, gw)
+        if refused is not None:
+            return refused
         try:
             spec = json.loads(await request.read())
             if not isinstance(spec, dict):

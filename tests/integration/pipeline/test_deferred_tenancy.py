@@ -110,3 +110,22 @@ async def test_one_tenant_cannot_fill_the_job_table(monkeypatch: pytest.MonkeyPa
                 await resp.read()
             async with http.post(f"{gw.base_url}/v1/batches/{job_id}/cancel", headers=B) as resp:
                 await resp.read()
+
+
+async def test_no_job_for_a_caller_that_may_not_use_the_batch_class() -> None:
+    tenants = {"a": {"classes": ["standard", "batch"]}, "s": {"classes": ["standard"]}}
+    keys = [{"key": "sk-a", "tenant": "a"}, {"key": "sk-std", "tenant": "a", "classes": ["standard"]},
+            {"key": "sk-s", "tenant": "s"}]
+    async with running_sim("fast") as sim, running_gateway(config_for([sim], tenants=tenants, keys=keys)) as gw, \
+                aiohttp.ClientSession() as http:
+        # Such a job was accepted (202) and every request of it then failed with 403 class_not_allowed.
+        for token in ("sk-std", "sk-s"):
+            auth = {"Authorization": f"Bearer {token}"}
+            got, error = await _post(http, gw.base_url + "/v1/chat/completions", CHAT, {**DEFER, **auth})
+            assert (got, error["error"]["code"]) == (403, "class_not_allowed"), error
+            got, error = await _post(http, gw.base_url + "/v1/batches",
+                                     {"endpoint": "/v1/chat/completions", "requests": [{"body": CHAT}]}, auth)
+            assert (got, error["error"]["code"]) == (403, "class_not_allowed"), error
+        assert not jobs_of(gw).jobs
+        got, _ = await _post(http, gw.base_url + "/v1/chat/completions", CHAT, {**DEFER, **A})
+        assert got == 202

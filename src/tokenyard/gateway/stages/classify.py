@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from tokenyard.config import KeyConfig
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage
@@ -34,6 +35,19 @@ def allowed_classes(gw: Gateway, ctx: RequestContext) -> tuple[str, ...] | None:
     if ctx.tenant_config is not None:
         return ctx.tenant_config.classes
     return None if ctx.key is None else ()
+
+
+def class_allowed(gw: Gateway, key: KeyConfig | None, asked: str) -> bool:
+    """Whether a caller with ``key`` (None: auth off) may ask for class ``asked``: what this stage lets through,
+    for a path that must know before the request runs (a deferred request is accepted only if it may run)."""
+    if asked not in gw.config.classes:
+        return False
+    if key is not None and key.classes is not None:
+        return asked in key.classes
+    tenant = gw.config.tenants.get(key.tenant) if key is not None else None
+    if tenant is not None:
+        return asked in tenant.classes
+    return key is None
 
 
 def classify_stage(gw: Gateway) -> Stage:
