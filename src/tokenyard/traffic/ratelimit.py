@@ -67,6 +67,26 @@ class _Scope:
     concurrency: ConcurrencyCounter
 
 
+def merge_headers(into: dict[str, str], headers: Mapping[str, str]) -> None:
+    """Add one limiter's ``x-ratelimit-*`` headers to a response's, keeping the tightest scope per kind.
+
+    A request can pass several limiters (a key-store key's own, the config's, the shared one); for requests
+    and for tokens, the limit/remaining/reset trio with the least remaining wins, so a client is never told
+    it has the tenant's 599 left when its key has 2. ``retry-after`` is not copied (refusals set it).
+    """
+    for label in ("requests", "tokens"):
+        remaining = headers.get(f"x-ratelimit-remaining-{label}")
+        if remaining is None:
+            continue
+        current = into.get(f"x-ratelimit-remaining-{label}")
+        if current is not None and int(current) <= int(remaining):
+            continue
+        for field_name in ("limit", "remaining", "reset"):
+            name = f"x-ratelimit-{field_name}-{label}"
+            if name in headers:
+                into[name] = headers[name]
+
+
 def format_reset(seconds: float) -> str:
     """OpenAI-style duration: ``250ms``, ``6s``, ``1m30s``."""
     if seconds < 1:

@@ -183,6 +183,26 @@ async def test_key_store_keys_have_their_own_request_rate(tmp_path: Path) -> Non
         assert (await post(session, gw.base_url, chat("model-a"), token="sk-only-a"))[0] == 200  # others unaffected
 
 
+async def test_ratelimit_headers_report_the_tightest_of_the_key_and_its_tenant(tmp_path: Path) -> None:
+    store_path = tmp_path / "keys.db"
+    limited, _ = SqliteKeyStore(store_path).create("acme", name="limited", rpm=3)
+    sections = {"tenants": {"acme": {"class": "standard", "rpm": 600}},
+                "keys": [{"key": "sk-cfg", "tenant": "acme", "name": "cfg", "rpm": 2}],
+                "key_store": {"path": str(store_path)}}
+    async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
+            aiohttp.ClientSession() as session:
+        for token, limit, expected in ((limited, "3", ["2", "1", "0", "0"]), ("sk-cfg", "2", ["1", "0", "0"])):
+            seen = []
+            for _ in expected:
+                async with session.post(gw.base_url + "/v1/chat/completions", json=chat("model-a"),
+                                        headers={"Authorization": f"Bearer {token}"}) as resp:
+                    await resp.read()
+                    seen.append((resp.headers["x-ratelimit-limit-requests"],
+                                 resp.headers["x-ratelimit-remaining-requests"]))
+            # The store key's limit was hidden behind the tenant's: "600, 599 left" and then a 429.
+            assert seen == [(limit, left) for left in expected], (limit, seen)
+
+
 async def test_a_store_key_named_like_a_config_key_has_its_own_limits(tmp_path: Path) -> None:
     store_path = tmp_path / "keys.db"
     namesake, _ = SqliteKeyStore(store_path).create("acme", name="ci")

@@ -17,7 +17,7 @@ from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage, pass_through
 from tokenyard.gateway.stages.ratelimit import estimated_tokens, tokens_used
 from tokenyard.traffic.distributed import STATE_DOWN
-from tokenyard.traffic.ratelimit import RateTicket
+from tokenyard.traffic.ratelimit import RateTicket, merge_headers
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
@@ -34,7 +34,7 @@ def global_limit_stage(gw: Gateway) -> Stage:
                             estimated_tokens(ctx))
         holder = scaleout.holder(ctx)
         decision = await limiter.check(ticket, holder)
-        ctx.response_headers.update({k: v for k, v in decision.headers.items() if k != "retry-after"})
+        merge_headers(ctx.response_headers, decision.headers)
         if not decision.allowed:
             ctx.abort_reason = decision.reason
             retry = {"Retry-After": str(decision.retry_after_s or 1)}

@@ -28,7 +28,7 @@ from tokenyard.security.service import PRINCIPAL, Principal
 from tokenyard.state import StateUnavailable
 from tokenyard.state.periods import period_end
 from tokenyard.traffic.distributed import STATE_DOWN, GlobalLimiter
-from tokenyard.traffic.ratelimit import RateLimit, RateTicket
+from tokenyard.traffic.ratelimit import RateLimit, RateTicket, merge_headers
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
@@ -81,7 +81,7 @@ def policy_stage(gw: Gateway) -> Stage:
         if shared is not None:
             return await limit_shared(ctx, shared, ticket, call_next)
         decision = limiter.check(ticket)
-        ctx.response_headers.update({k: v for k, v in decision.headers.items() if k != "retry-after"})
+        merge_headers(ctx.response_headers, decision.headers)
         if not decision.allowed:
             raise GatewayError(429, f"rate limit reached for {decision.scope}: {decision.reason}", decision.reason,
                                outcome="rate_limited", headers={"Retry-After": str(decision.retry_after_s or 1)})
@@ -96,7 +96,7 @@ def policy_stage(gw: Gateway) -> Stage:
         """A key-store key's limits in the shared state: every replica and worker counts them together."""
         holder = gw.scaleout.holder(ctx)
         decision = await shared.check(ticket, holder)
-        ctx.response_headers.update({k: v for k, v in decision.headers.items() if k != "retry-after"})
+        merge_headers(ctx.response_headers, decision.headers)
         if not decision.allowed:
             ctx.abort_reason = decision.reason
             retry = {"Retry-After": str(decision.retry_after_s or 1)}

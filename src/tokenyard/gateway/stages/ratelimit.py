@@ -16,7 +16,7 @@ from aiohttp import web
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage, pass_through
-from tokenyard.traffic.ratelimit import RateTicket
+from tokenyard.traffic.ratelimit import RateTicket, merge_headers
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
@@ -53,8 +53,7 @@ def ratelimit_stage(gw: Gateway) -> Stage:
         ticket = RateTicket(ctx.request_id, ctx.key.name if ctx.key is not None else "", ctx.tenant, ctx.klass,
                             estimate)
         decision = limiter.check(ticket)
-        headers = {k: v for k, v in decision.headers.items() if k != "retry-after"}
-        ctx.response_headers.update(headers)
+        merge_headers(ctx.response_headers, decision.headers)
         if not decision.allowed:
             ctx.abort_reason = decision.reason  # the access log's reason field
             retry = {"Retry-After": str(decision.retry_after_s or 1)}
