@@ -158,3 +158,30 @@ async def test_a_key_held_to_some_classes_does_not_get_its_tenants_class_by_aski
         assert await klass(stored) == (200, "batch")  # the first of the key's classes
         assert await klass(stored, "standard") == (200, "standard")
         assert await klass("sk-any") == (200, "premium")  # no classes of its own: the tenant's class
+
+
+
+async def test_a_store_key_cannot_widen_its_tenants_classes(tmp_path: Path) -> None:
+    store = SqliteKeyStore(tmp_path / "keys.db")
+    wide, _ = store.create("hobby", name="wide", classes=["premium", "standard"])
+    none_left, _ = store.create("hobby", name="none-left", classes=["premium"])
+    sections = {
+        "classes": {"premium": {"priority": 0}, "standard": {"priority": 1}, "batch": {"priority": 2}},
+        "tenants": {"hobby": {"class": "batch", "classes": ["standard", "batch"]}},
+        "key_store": {"path": str(tmp_path / "keys.db")},
+    }
+    async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
+            aiohttp.ClientSession() as session:
+        async def klass(token: str, asked: str | None = None) -> tuple[int, str | None]:
+            headers = {"Authorization": f"Bearer {token}", **({"x-tokenyard-class": asked} if asked else {})}
+            async with session.post(gw.base_url + "/v1/chat/completions", json=chat("model-a"),
+                                    headers=headers) as resp:
+                await resp.read()
+                return resp.status, resp.headers.get("x-tokenyard-class")
+
+        # keys create cannot see the config: a config key like these would have been refused at load.
+        assert (await klass(wide, "premium"))[0] == 403
+        assert await klass(wide, "standard") == (200, "standard")
+        assert await klass(wide) == (200, "standard")
+        assert (await klass(none_left, "premium"))[0] == 403
+        assert await klass(none_left) == (200, "batch")  # nothing of its own left: the tenant's class

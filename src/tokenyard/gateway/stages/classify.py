@@ -28,31 +28,30 @@ def parse_deadline_ms(value: str) -> float:
     return ms
 
 
-def allowed_classes(gw: Gateway, ctx: RequestContext) -> tuple[str, ...] | None:
-    """The classes the caller may ask for (None: any configured class, when auth is off)."""
-    if ctx.key is not None and ctx.key.classes is not None:
-        return ctx.key.classes
-    if ctx.tenant_config is not None:
-        return ctx.tenant_config.classes
-    return None if ctx.key is None else ()
+def allowed_classes(gw: Gateway, key: KeyConfig | None) -> tuple[str, ...] | None:
+    """The classes a caller with ``key`` may ask for (None: any configured class, when auth is off).
+
+    A key's own ``classes`` count only within its tenant's: config keys are checked to be a subset when the
+    config loads, key-store keys cannot be (``keys create`` does not see the config), so a store key issued
+    ``--classes premium`` for a tenant without premium does not get premium.
+    """
+    if key is None:
+        return None
+    tenant = gw.config.tenants.get(key.tenant)
+    if key.classes is not None:
+        return key.classes if tenant is None else tuple(c for c in key.classes if c in tenant.classes)
+    return tenant.classes if tenant is not None else ()
 
 
 def class_allowed(gw: Gateway, key: KeyConfig | None, asked: str) -> bool:
     """Whether a caller with ``key`` (None: auth off) may ask for class ``asked``: what this stage lets through,
     for a path that must know before the request runs (a deferred request is accepted only if it may run)."""
-    if asked not in gw.config.classes:
-        return False
-    if key is not None and key.classes is not None:
-        return asked in key.classes
-    tenant = gw.config.tenants.get(key.tenant) if key is not None else None
-    if tenant is not None:
-        return asked in tenant.classes
-    return key is None
+    allowed = allowed_classes(gw, key)
+    return asked in gw.config.classes and (allowed is None or asked in allowed)
 
 
 def classify_stage(gw: Gateway) -> Stage:
     config = gw.config
-    classes = config.classes
     default_class = config.default_class
     request_s = config.timeouts.request_ms / 1000.0 if config.timeouts.request_ms else None
     # Prompts and completions are logged only where both the log and the tenant allow it (redaction by default).
@@ -62,15 +61,14 @@ def classify_stage(gw: Gateway) -> Stage:
         headers = ctx.request.headers
         asked = headers.get("x-tokenyard-class")
         if asked is not None:
-            allowed = allowed_classes(gw, ctx)
-            if asked not in classes or (allowed is not None and asked not in allowed):
+            if not class_allowed(gw, ctx.key, asked):
                 raise GatewayError(403, f"traffic class {asked!r} is not allowed for this key", "class_not_allowed",
                                    param="x-tokenyard-class")
             ctx.klass = asked
         else:
             tenant_class = ctx.tenant_config.default_class if ctx.tenant_config is not None else ""
             ctx.klass = tenant_class or default_class
-            key_classes = ctx.key.classes if ctx.key is not None else None
+            key_classes = allowed_classes(gw, ctx.key) if ctx.key is not None and ctx.key.classes else None
             if key_classes and ctx.klass not in key_classes:
                 # A key held to some classes must not get its tenant's (better) class by asking for none.
                 ctx.klass = key_classes[0]
