@@ -233,15 +233,30 @@ def _owner(request: web.Request) -> str | None:
     return principal.key.tenant or principal.key.name
 
 
-def body_problem(endpoint: str, body: bytes, gw: Gateway) -> RequestInvalid | None:
-    """The synchronous path's schema check of one request body (``stages/validate``), and no ``stream``."""
+def body_problem(endpoint: str, body: bytes, gw: Gateway, principal: Principal | None = None
+                 ) -> RequestInvalid | None:
+    """The synchronous path's schema check of one request body (``stages/validate``), and no ``stream``; then
+    whether the caller may use its model (a key's ``models``, the east-west policy for a service identity):
+    a request that would be a 403 at once is not accepted to fail later inside its job."""
     try:
         parsed = _PARSERS[endpoint](body, gw.config.limits)
     except RequestInvalid as exc:
         return exc
     if parsed.stream:
         return RequestInvalid(400, "A deferred request cannot stream; leave 'stream' out.", "stream", "invalid_defer")
+    if principal is not None:
+        key = principal.key
+        if key.models is not None and parsed.model not in key.models:
+            return RequestInvalid(403, f"this key may not use model {parsed.model!r}", "model", "model_not_allowed")
+        decision = gw.security.decide(principal, "models", parsed.model)
+        if decision is not None and not decision.allowed:
+            return RequestInvalid(403, f"identity {principal.identity.subject} may not call model "
+                                  f"{parsed.model!r} (east-west policy: default deny)", "model", "model_not_allowed")
     return None
+
+
+def _principal(request: web.Request, gw: Gateway) -> Principal | None:
+    return request.get(PRINCIPAL) if gw.security.enabled else None
 
 
 def _authenticate(request: web.Request, gw: Gateway) -> web.Response | None:
@@ -265,7 +280,7 @@ def _authenticate(request: web.Request, gw: Gateway) -> web.Response | None:
 def _batch_class_refusal(request: web.Request, gw: Gateway) -> web.Response | None:
     """403 when the authenticated caller may not use the batch class that deferred requests run in: such a job
     was accepted and then every request of it failed with 403 ``class_not_allowed``."""
-    principal = request.get(PRINCIPAL) if gw.security.enabled else None
+    principal = _principal(request, gw)
     if class_allowed(gw, principal.key if principal is not None else None, "batch"):
         return None
     return _error(403, "deferred requests run in the batch class, which this key may not use", "class_not_allowed",
@@ -331,7 +346,7 @@ def add_batch_routes(app: web.Application, gw: Gateway) -> None:
         body = await _read_body(request, gw)
         if isinstance(body, web.Response):
             return body
-        invalid = body_problem(request.path, body, gw)
+        invalid = body_problem(request.path, body, gw, _principal(request, gw))
         if invalid is not None:
             return _error(invalid.status, invalid.message, invalid.code, invalid.param)
         job = Job("batch_" + secrets.token_hex(12), request.path, headers, [_Item("request-0", body)],
@@ -363,7 +378,7 @@ def add_batch_routes(app: web.Application, gw: Gateway) -> None:
                 if not isinstance(item, dict) or not isinstance(item.get("body"), dict):
                     raise ValueError(f"requests[{i}] must be an object with a 'body' object")
                 encoded = json.dumps(item["body"]).encode()
-                invalid = body_problem(str(endpoint), encoded, gw)
+                invalid = body_problem(str(endpoint), encoded, gw, _principal(request, gw))
                 if invalid is not None:
                     raise ValueError(f"requests[{i}].body: {invalid.message}")
                 items.append(_Item(str(item.get("custom_id", f"request-{i}")), encoded))

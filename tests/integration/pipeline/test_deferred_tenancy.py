@@ -129,3 +129,17 @@ async def test_no_job_for_a_caller_that_may_not_use_the_batch_class() -> None:
         assert not jobs_of(gw).jobs
         got, _ = await _post(http, gw.base_url + "/v1/chat/completions", CHAT, {**DEFER, **A})
         assert got == 202
+
+
+async def test_no_job_for_a_model_the_key_may_not_use() -> None:
+    tenants = {"a": {"classes": ["standard", "batch"]}}
+    keys = [{"key": "sk-a", "tenant": "a", "models": ["another-model"]}]
+    async with running_sim("fast") as sim, running_gateway(config_for([sim], tenants=tenants, keys=keys)) as gw, \
+            aiohttp.ClientSession() as http:
+        # Such a job was accepted (202) and its request then failed with 403 model_not_allowed.
+        got, error = await _post(http, gw.base_url + "/v1/chat/completions", CHAT, {**DEFER, **A})
+        assert (got, error["error"]["code"]) == (403, "model_not_allowed"), error
+        got, error = await _post(http, gw.base_url + "/v1/batches",
+                                 {"endpoint": "/v1/chat/completions", "requests": [{"body": CHAT}]}, A)
+        assert got == 400 and "may not use model" in error["error"]["message"], error
+        assert not jobs_of(gw).jobs
