@@ -86,4 +86,4 @@ def command(host: str, port: int, profile_name: str, kind: str, seed: int, abort
                              faults=faults_from(values), service={"seed": seed})]
     except (ValueError, FleetError) as exc:
         raise click.UsageError(str(exc)) from None
-    sys.exit(run(run_fleet(specs, duration)))
+    sys.exit(run(run_fleet(specs, duration, named=fleet_file is not None)))

@@ -101,8 +101,12 @@ def build(spec: SimSpec) -> SimService:
     return RetrievalSim(params, spec.faults) if spec.kind == "retrieval" else ToolSim(params, spec.faults)
 
 
-async def run_fleet(specs: list[SimSpec], duration: float | None = None) -> int:
-    """Start every simulator, print where each listens, wait for SIGINT/SIGTERM (or ``duration``), stop all."""
+async def run_fleet(specs: list[SimSpec], duration: float | None = None, *, named: bool = True) -> int:
+    """Start every simulator, print where each listens, wait for SIGINT/SIGTERM (or ``duration``), stop all.
+
+    ``named``: each line names the simulator and its kind (a fleet file, whatever its length: a one-entry fleet
+    printed the single simulator's line, which scripts reading NAME (KIND) could not parse); False for the one
+    simulator of the command-line flags."""
     from tokenyard.runtime import wait_for_shutdown
 
     started: list[SimService] = []
@@ -111,7 +115,7 @@ async def run_fleet(specs: list[SimSpec], duration: float | None = None) -> int:
             service = build(spec)
             await service.start(spec.host, spec.port)
             started.append(service)
-            label = "tokenyard sim" if len(specs) == 1 else f"tokenyard sim {spec.name} ({spec.kind})"
+            label = f"tokenyard sim {spec.name} ({spec.kind})" if named else "tokenyard sim"
             print(f"{label} listening on {service.base_url}", flush=True)
         await wait_for_shutdown(duration)
     except OSError as exc:

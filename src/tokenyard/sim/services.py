@@ -48,12 +48,21 @@ class ServiceParams:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown service parameter(s): {', '.join(unknown)}")
+        for name, value in overrides.items():
+            # The fields' own types: a string or a bool ("x", true) failed in the range checks below with Python's
+            # TypeError text, and a fraction for a count was taken (doc ids "doc-1.5").
+            integer = name in _INT_FIELDS
+            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+                raise ValueError(f"{name}: must be {'an integer' if integer else 'a number'}, got {value!r}")
         params = dataclasses.replace(self, **overrides)
         if min(params.base_ms, params.per_item_ms, params.latency_sigma) < 0 or not 0 <= params.miss_rate <= 1:
             raise ValueError("latencies and latency_sigma must be >= 0 and miss_rate in [0, 1]")
         if params.corpus_size < 1 or params.max_top_k < 1:
             raise ValueError("corpus_size and max_top_k must be >= 1")
         return params
+
+
+_INT_FIELDS = frozenset({"corpus_size", "max_top_k", "seed"})
 
 
 class _TimedService(SimService):

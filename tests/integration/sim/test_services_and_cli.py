@@ -120,6 +120,35 @@ async def test_cli_fleet_file(tmp_path: Path) -> None:
         await _stop(proc)
 
 
+async def test_cli_fleet_file_of_one_entry_names_it(tmp_path: Path) -> None:
+    """docs/simulator.md: a fleet prints ``tokenyard sim NAME (KIND) listening on URL`` for each entry, also when
+    it has one (it printed the single simulator's ``tokenyard sim listening on URL``)."""
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("- {name: docs, kind: retrieval}\n")
+    proc, lines = await _start(["--fleet", str(fleet)], 1)
+    try:
+        assert lines[0].startswith("tokenyard sim docs (retrieval) listening on http://127.0.0.1:")
+    finally:
+        await _stop(proc)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ('{miss_rate: "x"}', "miss_rate: must be a number, got 'x'"),
+    ("{max_top_k: 2.5}", "max_top_k: must be an integer, got 2.5"),
+    ("{base_ms: true}", "base_ms: must be a number, got True"),
+])
+async def test_cli_fleet_service_overrides_of_the_wrong_type(tmp_path: Path, overrides: str, message: str) -> None:
+    """A retrieval/tool override of the wrong type names the field (a string failed with Python's TypeError
+    text, "'<=' not supported between instances of 'int' and 'str'"; a fraction for a count was taken)."""
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(f"- {{name: docs, kind: retrieval, overrides: {overrides}}}\n")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tokenyard", "sim", "--fleet", str(fleet),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2 and out == b""
+    assert f"sims[0]: {message}" in err.decode() and "Traceback" not in err.decode()
+
+
 async def test_cli_rejects_a_bad_fleet_file(tmp_path: Path) -> None:
     fleet = tmp_path / "fleet.yaml"
     fleet.write_text("- {kind: gpu}\n")
