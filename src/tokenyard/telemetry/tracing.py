@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 TRACES_PATH = "/v1/traces"
 EXTRA_HINT = "pip install 'tokenyard[tracing]'"
+SHUTDOWN_WAIT_S = 2.0  # at shutdown, how long batched spans may take to go out
 
 
 def traces_url(endpoint: str) -> str:
@@ -87,8 +89,19 @@ class Tracing:
         return RequestTrace(self, span)
 
     async def close(self) -> None:
-        """Send what is still batched; in a thread, as the exporter may post to a receiver on this loop."""
-        await asyncio.to_thread(self._provider.shutdown)
+        """Send what is still batched, waiting at most ``SHUTDOWN_WAIT_S``. In a daemon thread: the exporter may
+        post to a receiver on this loop, and a collector that is down keeps an export retrying for up to its
+        10 s timeout, which held every gateway's shutdown that long; the spans it could not send are lost."""
+        finished = threading.Event()
+
+        def shutdown() -> None:
+            try:
+                self._provider.shutdown()
+            finally:
+                finished.set()
+
+        threading.Thread(target=shutdown, name="tokenyard-tracing-shutdown", daemon=True).start()
+        await asyncio.to_thread(finished.wait, SHUTDOWN_WAIT_S)
 
 
 class RequestTrace:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -219,3 +220,21 @@ def test_no_opentelemetry_import_when_off() -> None:
     done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr
     assert "LOADED []" in done.stdout, done.stdout
+
+
+async def test_shutdown_with_the_collector_down_is_not_held() -> None:
+    """Requests are not slowed by a collector that is down, and the gateway's shutdown waits at most
+    ``SHUTDOWN_WAIT_S`` for the spans it cannot send (the exporter's retries held it about 10 s)."""
+    async with loopback_app([]) as down:
+        pass  # a loopback port nobody listens on any more
+    async with running_sim("fast", seed=0) as sim, aiohttp.ClientSession() as session:
+        serving = running_gateway(config(sim.base_url, down))
+        gw = await serving.__aenter__()
+        try:
+            for _ in range(3):
+                async with session.post(gw.base_url + "/v1/chat/completions",
+                                        json={"model": "chat", "max_tokens": 2,
+                                              "messages": [{"role": "user", "content": "hi"}]}) as resp:
+                    assert resp.status == 200
+        finally:
+            await asyncio.wait_for(serving.__aexit__(None, None, None), 7)
