@@ -49,7 +49,26 @@ async def test_async_client_streaming_and_not(tmp_path: Path) -> None:
     assert [line["outcome"] for line in lines] == ["completed"] * 3
     assert lines[0]["request_id"] == "req-123" and lines[0]["completion_tokens"] == 7
     assert lines[1]["ttft_ms"] is not None and lines[1]["completion_tokens"] == 9
+    assert all(line["prompt_tokens"] > 0 for line in lines)
     assert {"tenant", "class", "model", "backend", "status", "queue_ms"} <= set(lines[0])
+
+
+async def test_a_stream_without_usage_counts_the_prompt_estimate(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    async with running_sim("fast") as sim, gateway_for([sim], log) as gw:
+        client = openai.AsyncOpenAI(base_url=gw.base_url + "/v1", api_key="unused", max_retries=0)
+        try:
+            stream = await client.chat.completions.create(model=sim.model, messages=MESSAGES, max_tokens=6,
+                                                          stream=True)
+            pieces = [chunk async for chunk in stream]
+            assert all(piece.usage is None for piece in pieces)  # the client did not ask for usage
+        finally:
+            await client.close()
+        prompt = metric_value(gw, "tokenyard_tokens_total", {"model": sim.model, "class": "standard",
+                                                              "kind": "prompt"})
+    line = json.loads(log.read_text().splitlines()[0])
+    assert line["completion_tokens"] == 6
+    assert line["prompt_tokens"] > 0 and prompt == line["prompt_tokens"]
 
 
 def _sync_calls(base_url: str, model: str) -> tuple[str, str, str]:

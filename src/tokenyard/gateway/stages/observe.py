@@ -110,6 +110,10 @@ def observe_stage(gw: Gateway) -> Stage:
                 ctx.phases = attempt.finish(ctx.outcome, ctx.started + ctx.ttft if ctx.ttft is not None else None,
                                             timed_out=ctx.abort_reason == "upstream_timeout")
                 ctx.tcp_retransmits = attempt.clock.retransmits
+            if not ctx.prompt_tokens and ctx.completion_tokens and ctx.parsed is not None:
+                # A stream without usage (the client did not ask for it): the prompt was still read by the model.
+                # Count the gateway's estimate, the one rate limits and budgets settle with, rather than 0.
+                ctx.prompt_tokens = ctx.parsed.prompt_tokens_estimate
             series = metrics.series(ctx.model, ctx.klass)
             series.outcomes[ctx.outcome or "error"].inc()
             series.duration.observe(end - ctx.started)
