@@ -17,10 +17,25 @@ from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage, pass_through
 from tokenyard.gateway.stages.ratelimit import estimated_tokens, tokens_used
 from tokenyard.traffic.distributed import STATE_DOWN
-from tokenyard.traffic.ratelimit import RateTicket, merge_headers
+from tokenyard.traffic.ratelimit import RateDecision, RateTicket, merge_headers
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
+
+
+def apply_shared_decision(ctx: RequestContext, decision: RateDecision) -> None:
+    """Apply a shared-state limiter's decision: its ``x-ratelimit-*`` headers on the answer, and a refusal as
+    429 (``Retry-After``), or 503 when the shared state is down (limits cannot be counted, so none are granted)."""
+    merge_headers(ctx.response_headers, decision.headers)
+    if decision.allowed:
+        return
+    ctx.abort_reason = decision.reason
+    retry = {"Retry-After": str(decision.retry_after_s or 1)}
+    if decision.reason == STATE_DOWN:
+        raise GatewayError(503, "rate limits are unavailable (shared state down)", STATE_DOWN, outcome="error",
+                           headers=retry)
+    raise GatewayError(429, f"rate limit reached for {decision.scope}: {decision.reason}", decision.reason,
+                       outcome="rate_limited", headers=retry)
 
 
 def global_limit_stage(gw: Gateway) -> Stage:
@@ -33,16 +48,7 @@ def global_limit_stage(gw: Gateway) -> Stage:
         ticket = RateTicket(ctx.request_id, ctx.key.name if ctx.key is not None else "", ctx.tenant, ctx.klass,
                             estimated_tokens(ctx))
         holder = scaleout.holder(ctx)
-        decision = await limiter.check(ticket, holder)
-        merge_headers(ctx.response_headers, decision.headers)
-        if not decision.allowed:
-            ctx.abort_reason = decision.reason
-            retry = {"Retry-After": str(decision.retry_after_s or 1)}
-            if decision.reason == STATE_DOWN:
-                raise GatewayError(503, "rate limits are unavailable (shared state down)", STATE_DOWN,
-                                   outcome="error", headers=retry)
-            raise GatewayError(429, f"rate limit reached for {decision.scope}: {decision.reason}", decision.reason,
-                               outcome="rate_limited", headers=retry)
+        apply_shared_decision(ctx, await limiter.check(ticket, holder))
         try:
             return await call_next(ctx)
         finally:

@@ -21,28 +21,20 @@ from aiohttp import web
 from tokenyard.gateway.context import RequestContext
 from tokenyard.gateway.errors import GatewayError
 from tokenyard.gateway.stages.chain import Next, Stage
-from tokenyard.gateway.stages.ratelimit import estimated_tokens
+from tokenyard.gateway.stages.distributed import apply_shared_decision
+from tokenyard.gateway.stages.ratelimit import estimated_tokens, tokens_used
 from tokenyard.schema import RequestInvalid
 from tokenyard.schema.context import check_context_window
 from tokenyard.security.service import PRINCIPAL, Principal
 from tokenyard.state import StateUnavailable
 from tokenyard.state.periods import period_end
-from tokenyard.traffic.distributed import STATE_DOWN, GlobalLimiter
+from tokenyard.traffic.distributed import GlobalLimiter
 from tokenyard.traffic.ratelimit import RateLimit, RateTicket, merge_headers
 
 if TYPE_CHECKING:
     from tokenyard.gateway.services import Gateway
 
 log = logging.getLogger("tokenyard.security")
-
-
-def used_tokens(ctx: RequestContext) -> int:
-    """What a finished request cost: the upstream's usage, else the prompt estimate plus what was relayed."""
-    if not ctx.backend:
-        return 0
-    if ctx.prompt_tokens:
-        return ctx.prompt_tokens + ctx.completion_tokens
-    return (ctx.parsed.prompt_tokens_estimate if ctx.parsed is not None else 0) + ctx.completion_tokens
 
 
 def policy_stage(gw: Gateway) -> Stage:
@@ -66,7 +58,7 @@ def policy_stage(gw: Gateway) -> Stage:
             return await call_next(ctx)
         finally:
             try:
-                await guard.charge(budgets, used_tokens(ctx))
+                await guard.charge(budgets, tokens_used(ctx))
             except StateUnavailable as exc:
                 log.warning("request %s: usage not charged to its budget: %s", ctx.request_id, exc)
 
@@ -88,27 +80,18 @@ def policy_stage(gw: Gateway) -> Stage:
         try:
             return await charge_budgets(ctx, call_next)
         finally:
-            limiter.reconcile(ticket, used_tokens(ctx))
+            limiter.reconcile(ticket, tokens_used(ctx))
             limiter.release(ticket)
 
     async def limit_shared(ctx: RequestContext, shared: GlobalLimiter, ticket: RateTicket,
                            call_next: Next) -> web.StreamResponse:
         """A key-store key's limits in the shared state: every replica and worker counts them together."""
         holder = gw.scaleout.holder(ctx)
-        decision = await shared.check(ticket, holder)
-        merge_headers(ctx.response_headers, decision.headers)
-        if not decision.allowed:
-            ctx.abort_reason = decision.reason
-            retry = {"Retry-After": str(decision.retry_after_s or 1)}
-            if decision.reason == STATE_DOWN:
-                raise GatewayError(503, "rate limits are unavailable (shared state down)", STATE_DOWN,
-                                   outcome="error", headers=retry)
-            raise GatewayError(429, f"rate limit reached for {decision.scope}: {decision.reason}", decision.reason,
-                               outcome="rate_limited", headers=retry)
+        apply_shared_decision(ctx, await shared.check(ticket, holder))
         try:
             return await charge_budgets(ctx, call_next)
         finally:
-            await shared.settle(ticket, holder, used_tokens(ctx))
+            await shared.settle(ticket, holder, tokens_used(ctx))
 
     async def check_policy(ctx: RequestContext, call_next: Next) -> web.StreamResponse:
         # On the chain's paths only the auth stage sets a principal, and only when security is on.
