@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import jwt
 from aiohttp import web
 from click.testing import CliRunner
 
+from tests.integration.loopback_app import serving as serving_app
 from tests.integration.security_gateway.helpers import Issuer, chat, gateway_config, post
 from tokenyard.gateway.app import running_gateway
 from tokenyard.security.cli import keys_group
@@ -231,6 +235,20 @@ async def test_key_store_key_limits_are_shared_by_replicas_on_redis(tmp_path: Pa
         assert statuses == [200, 200, 200, 429, 429, 429], statuses
 
 
+@asynccontextmanager
+async def jwks_url_sections(jwks: Callable[[web.Request], Awaitable[web.Response]], issuer_section: dict[str, Any],
+                            identity: str) -> AsyncIterator[dict[str, Any]]:
+    """Serve ``jwks`` at ``/jwks`` on loopback; yields gateway sections whose JWT keys come from that URL (not a
+    file) and whose east-west policy lets ``identity`` use model-a."""
+    app = web.Application()
+    app.router.add_get("/jwks", jwks)
+    async with serving_app(app) as base_url:
+        section = {**issuer_section, "jwks_url": base_url + "/jwks"}
+        del section["jwks_file"]
+        yield {**KEYS, "jwt": section,
+               "eastwest": {"rules": [{"name": "rag", "identities": [identity], "models": ["model-a"]}]}}
+
+
 async def test_jwks_from_a_url_is_fetched_ahead_and_not_on_demand(tmp_path: Path) -> None:
     issuer = Issuer(tmp_path)
     hits: list[str] = []
@@ -239,29 +257,15 @@ async def test_jwks_from_a_url_is_fetched_ahead_and_not_on_demand(tmp_path: Path
         hits.append(request.path)
         return web.Response(body=issuer.jwks_file.read_bytes(), content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/jwks", jwks)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/jwks"
     rag = "spiffe://prod/ns/rag/sa/worker"
-    section = {**issuer.section(), "jwks_url": url}
-    del section["jwks_file"]
-    sections = {**KEYS, "jwt": section,
-                "eastwest": {"rules": [{"name": "rag", "identities": [rag], "models": ["model-a"]}]}}
-    try:
-        async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
-                aiohttp.ClientSession() as session:
-            assert hits == ["/jwks"]  # loaded at start
-            assert (await post(session, gw.base_url, chat("model-a"), token=issuer.token(rag)))[0] == 200
-            for n in range(20):  # tokens naming key ids nobody issued: refused without refetching each time
-                bogus = jwt.encode({"sub": rag}, issuer.key, algorithm="RS256", headers={"kid": f"k{n + 2}"})
-                assert (await post(session, gw.base_url, chat("model-a"), token=bogus))[0] == 401
-            assert len(hits) == 1
-    finally:
-        await runner.cleanup()
+    async with jwks_url_sections(jwks, issuer.section(), rag) as sections, running_sim("fast") as sim, \
+            running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, aiohttp.ClientSession() as session:
+        assert hits == ["/jwks"]  # loaded at start
+        assert (await post(session, gw.base_url, chat("model-a"), token=issuer.token(rag)))[0] == 200
+        for n in range(20):  # tokens naming key ids nobody issued: refused without refetching each time
+            bogus = jwt.encode({"sub": rag}, issuer.key, algorithm="RS256", headers={"kid": f"k{n + 2}"})
+            assert (await post(session, gw.base_url, chat("model-a"), token=bogus))[0] == 401
+        assert len(hits) == 1
 
 
 async def _raw_status(port: int, path: str, authorization: bytes) -> tuple[int, bytes]:
@@ -303,29 +307,16 @@ async def test_a_rotated_jwks_url_is_fetched_off_the_event_loop(tmp_path: Path) 
         return web.Response(body=serving[-1].jwks_file.read_bytes().replace(b'"k1"', b'"k2"')
                             if serving[-1] is new else old.jwks_file.read_bytes(), content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/jwks", jwks)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
     rag = "spiffe://prod/ns/rag/sa/worker"
-    section = {**old.section(), "jwks_url": f"http://127.0.0.1:{runner.addresses[0][1]}/jwks"}
-    del section["jwks_file"]
-    sections = {**KEYS, "jwt": section,
-                "eastwest": {"rules": [{"name": "rag", "identities": [rag], "models": ["model-a"]}]}}
-    try:
-        async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
-                aiohttp.ClientSession() as session:
-            assert (await post(session, gw.base_url, chat("model-a"), token=old.token(rag)))[0] == 200
-            serving.append(new)  # the identity provider rotates to a new key, k2
-            source = gw.gateway.security._jwks
-            assert source is not None
-            source._attempted_at = float("-inf")  # as if the 10 s between on-demand fetches had passed
-            rotated = jwt.encode({"iss": old.section()["issuer"], "aud": old.section()["audience"], "sub": rag,
-                                  "exp": int(time.time()) + 300}, new.key, algorithm="RS256", headers={"kid": "k2"})
-            status, body = await post(session, gw.base_url, chat("model-a"), token=rotated)
-            assert status == 200, body
-            assert len(hits) == 2
-    finally:
-        await runner.cleanup()
+    async with jwks_url_sections(jwks, old.section(), rag) as sections, running_sim("fast") as sim, \
+            running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, aiohttp.ClientSession() as session:
+        assert (await post(session, gw.base_url, chat("model-a"), token=old.token(rag)))[0] == 200
+        serving.append(new)  # the identity provider rotates to a new key, k2
+        source = gw.gateway.security._jwks
+        assert source is not None
+        source._attempted_at = float("-inf")  # as if the 10 s between on-demand fetches had passed
+        rotated = jwt.encode({"iss": old.section()["issuer"], "aud": old.section()["audience"], "sub": rag,
+                              "exp": int(time.time()) + 300}, new.key, algorithm="RS256", headers={"kid": "k2"})
+        status, body = await post(session, gw.base_url, chat("model-a"), token=rotated)
+        assert status == 200, body
+        assert len(hits) == 2

@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.security_gateway.helpers import chat, gateway_config, models_for, post
 from tokenyard.config import ConfigError, parse_config
-from tokenyard.gateway.app import running_gateway
+from tokenyard.gateway.app import RunningGateway, running_gateway
 from tokenyard.security.keystore import SqliteKeyStore
 from tokenyard.sim.services import RetrievalSim, ServiceParams, ToolSim
 from tokenyard.sim.testing import RunningSim, running_sim
@@ -67,6 +67,15 @@ async def _calls(session: aiohttp.ClientSession, url: str, token: str) -> dict[s
 def _audit_events(tmp_path: Path, event: str) -> list[dict[str, Any]]:
     lines = (tmp_path / "audit.log").read_text().splitlines()
     return [e for e in map(json.loads, lines) if e["event"] == event]
+
+
+async def class_served(session: aiohttp.ClientSession, gw: RunningGateway, token: str,
+                       asked: str | None = None) -> tuple[int, str | None]:
+    """Status and ``x-tokenyard-class`` of a chat request with ``token``, asking for class ``asked`` if given."""
+    headers = {"Authorization": f"Bearer {token}", **({"x-tokenyard-class": asked} if asked else {})}
+    async with session.post(gw.base_url + "/v1/chat/completions", json=chat("model-a"), headers=headers) as resp:
+        await resp.read()
+        return resp.status, resp.headers.get("x-tokenyard-class")
 
 
 async def test_routes_limit_config_and_store_keys_on_every_v1_route(tmp_path: Path) -> None:
@@ -147,11 +156,7 @@ async def test_a_key_held_to_some_classes_does_not_get_its_tenants_class_by_aski
     async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
             aiohttp.ClientSession() as session:
         async def klass(token: str, asked: str | None = None) -> tuple[int, str | None]:
-            headers = {"Authorization": f"Bearer {token}", **({"x-tokenyard-class": asked} if asked else {})}
-            async with session.post(gw.base_url + "/v1/chat/completions", json=chat("model-a"),
-                                    headers=headers) as resp:
-                await resp.read()
-                return resp.status, resp.headers.get("x-tokenyard-class")
+            return await class_served(session, gw, token, asked)
 
         assert await klass("sk-batch") == (200, "batch")  # was premium: the tenant's class
         assert (await klass("sk-batch", "premium"))[0] == 403
@@ -173,11 +178,7 @@ async def test_a_store_key_cannot_widen_its_tenants_classes(tmp_path: Path) -> N
     async with running_sim("fast") as sim, running_gateway(gateway_config(sim, tmp_path, **sections)) as gw, \
             aiohttp.ClientSession() as session:
         async def klass(token: str, asked: str | None = None) -> tuple[int, str | None]:
-            headers = {"Authorization": f"Bearer {token}", **({"x-tokenyard-class": asked} if asked else {})}
-            async with session.post(gw.base_url + "/v1/chat/completions", json=chat("model-a"),
-                                    headers=headers) as resp:
-                await resp.read()
-                return resp.status, resp.headers.get("x-tokenyard-class")
+            return await class_served(session, gw, token, asked)
 
         # keys create cannot see the config: a config key like these would have been refused at load.
         assert (await klass(wide, "premium"))[0] == 403
