@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
+from tests.integration.loopback_app import serving
 from tokenyard.config import config_for_upstream
 from tokenyard.gateway.app import build_app
 from tokenyard.sim.testing import running_sim
@@ -22,14 +22,8 @@ CHAT = {"model": "sim-fast", "messages": [{"role": "user", "content": "hi"}], "m
 @asynccontextmanager
 async def gateway(upstream: str) -> AsyncIterator[str]:
     app = build_app(config_for_upstream(upstream))
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app, handler_cancellation=True, access_log=None) as base_url:
+        yield base_url
 
 
 async def _finished(http: aiohttp.ClientSession, base: str, job_id: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.integration.loopback_app import serving
 from tests.integration.routing.helpers import chat, metric, post, routing_config
 from tokenyard.gateway.app import running_gateway
 from tokenyard.sim.services import RetrievalSim, ServiceParams
@@ -37,14 +38,8 @@ async def echo_tool(seen: list[dict[str, str]]) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/v1/tools/{name}", call)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base_url:
+        yield base_url + "/v1"
 
 
 async def set_faults(session: aiohttp.ClientSession, base_url: str, **fields: Any) -> None:
