@@ -493,7 +493,10 @@ class Router:
             # while it queues it): no head is a hung endpoint, retried elsewhere as nothing reached the client.
             # A non-streaming answer's head comes with the whole answer: only the request's deadline bounds it,
             # so a long generation is never cut.
-            async with asyncio.timeout(self.first_byte_s if req.stream else None):
+            if req.stream:
+                async with asyncio.timeout(self.first_byte_s):
+                    response = await self.client.post(endpoint.url + path, body, headers)
+            else:  # no timeout context on the non-streaming hot path: it would bound nothing
                 response = await self.client.post(endpoint.url + path, body, headers)
             clock.connect_s = response.connect_s
             clock.at_head(monotonic())
